@@ -1,0 +1,63 @@
+"""The ``cryoxplain`` command group.
+
+Each command lives in its own module (``cryoxplain/cli/<name>.py``) and is a thin wrapper:
+parse options → call a documented library function → report.  Commands are imported lazily so
+``cryoxplain --help`` stays fast.  User errors (:class:`CryoxplainError`) are printed on one line
+and exit with status 2; ``--debug`` shows the traceback instead.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from .. import __version__
+from ..errors import CryoxplainError
+
+# command name -> "module:attribute" (module relative to this package)
+COMMANDS: dict[str, str] = {
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
+
+    def get_command(self, ctx, name):
+        if name in COMMANDS:
+            mod, attr = COMMANDS[name].split(":")
+            return getattr(importlib.import_module(f"{__package__}.{mod}"), attr)
+        return super().get_command(ctx, name)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except CryoxplainError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"cryoxplain: error: {_one_line(exc)}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", prog_name="cryoxplain")
+@click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
+@click.pass_context
+def cli(ctx, debug):
+    """cryoxplain: rotation-equivariant denoising and explanations for cryo-EM particle images."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+def main(argv=None):
+    """Console-script entry point."""
+    try:
+        cli.main(args=argv, prog_name="cryoxplain", standalone_mode=True)
+    except CryoxplainError as exc:  # raised outside a command (e.g. while loading one)
+        click.echo(f"cryoxplain: error: {_one_line(exc)}", err=True)
+        sys.exit(exc.exit_code)

@@ -1,0 +1,41 @@
+"""Error hierarchy.
+
+Every error a *user* can cause (bad file, wrong shape, NaN data, unknown plugin, model/data
+mismatch, an output that already exists) raises a :class:`CryoxplainError` subclass whose message
+says what is wrong and how to fix it.  The CLI prints the message on one line and exits with
+status 2; programming errors propagate as ordinary exceptions.
+"""
+
+
+class CryoxplainError(Exception):
+    """Base class of all user-facing errors."""
+
+    exit_code = 2
+
+
+class InputFileError(CryoxplainError):
+    """An input file is missing, unreadable, malformed or holds unusable data."""
+
+
+class OutputExistsError(CryoxplainError):
+    """An output file exists and ``force`` was not given."""
+
+
+class ParameterError(CryoxplainError):
+    """A parameter value is out of range, of the wrong type or inconsistent with another."""
+
+
+class ShapeError(CryoxplainError):
+    """Arrays or stacks have incompatible shapes."""
+
+
+class ModelFileError(CryoxplainError):
+    """A model file is missing, corrupted, of an unknown architecture or not a cryoxplain model."""
+
+
+class PluginError(CryoxplainError):
+    """An explainer plugin is unknown, failed to load or was given bad parameters."""
+
+
+class DeviceError(CryoxplainError):
+    """The requested compute device is not available."""

@@ -1,0 +1,49 @@
+"""Atomic output files: write to a temporary sibling, rename on success, delete on failure."""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from ..errors import OutputExistsError, ParameterError
+
+
+def check_output(path: str | os.PathLike, force: bool = False, inputs: tuple = ()) -> Path:
+    """Refuse to overwrite an existing file without ``force`` and never write over an input."""
+    path = Path(path)
+    for inp in inputs:
+        try:
+            if Path(inp).resolve() == path.resolve():
+                raise ParameterError(f"output {path} is also an input; inputs are never modified, choose another output name")
+        except OSError:
+            pass
+    if path.exists() and not force:
+        raise OutputExistsError(f"{path} exists; use --force (force=True) to overwrite it")
+    if path.exists() and path.is_dir():
+        raise OutputExistsError(f"{path} is a directory, not a file")
+    if not path.parent.exists():
+        raise ParameterError(f"output folder {path.parent} does not exist")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, force: bool = False, inputs: tuple = ()) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds.
+
+    On any exception the temporary file is removed and ``path`` is untouched, so nothing is ever
+    left half-written.
+    """
+    final = check_output(path, force=force, inputs=inputs)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    os.close(fd)
+    os.unlink(tmp)  # writers create the file themselves
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise

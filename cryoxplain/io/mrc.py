@@ -1,0 +1,312 @@
+"""MRC / MRCS reading and writing on top of :mod:`mrcfile`.
+
+Conventions (see docs/formats.md):
+
+* Images come out as ``float32`` arrays, ``(H, W)`` for one image and ``(N, H, W)`` for a stack
+  (``float16`` on request).  Input modes 0, 1, 2, 6 and 12 are accepted.
+* A 3D file is an *image stack* when its header says so (``ispg == 0``) or its name ends in
+  ``.mrcs``; otherwise it is a *volume*.
+* The voxel size (Å) is read from the header and written back to every output; a header voxel
+  size of 0 means *unknown* and is reported as ``None``.
+* Large stacks are read memory-mapped and iterated in batches, so memory stays bounded.
+* Outputs are written atomically, validated, and never written over an existing file unless
+  ``force`` is set.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import mrcfile
+import numpy as np
+
+from ..errors import InputFileError, ParameterError, ShapeError
+from .atomic import atomic_path
+
+SUPPORTED_MODES = {0: np.int8, 1: np.int16, 2: np.float32, 6: np.uint16, 12: np.float16}
+OUTPUT_DTYPES = {"float32": np.float32, "float16": np.float16}
+HEADER_BYTES = 1024
+
+
+@dataclass(frozen=True)
+class MrcInfo:
+    """What the header of an MRC file says, read without touching the data."""
+
+    path: Path
+    shape: tuple  # (H, W) for 2D, (N, H, W) for stacks and volumes
+    mode: int
+    voxel_size: float | None  # Å per pixel; None when the header holds 0
+    kind: str  # "image", "stack" or "volume"
+
+    @property
+    def n_images(self) -> int:
+        return 1 if len(self.shape) == 2 else self.shape[0]
+
+    @property
+    def image_shape(self) -> tuple:
+        return tuple(self.shape[-2:])
+
+
+def _voxel_size(mrc) -> float | None:
+    vs = mrc.voxel_size
+    x = float(vs.x)
+    if not np.isfinite(x) or x <= 0:
+        return None
+    return x
+
+
+def _open(path: Path, mode: str = "r", permissive: bool = False, header_only: bool = False):
+    """Open with mrcfile, translating its exceptions into one-line user errors."""
+    if not path.exists():
+        raise InputFileError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputFileError(f"{path}: is a directory, expected an MRC file")
+    size = path.stat().st_size
+    if size < HEADER_BYTES:
+        raise InputFileError(f"{path}: not an MRC file (only {size} bytes, shorter than the 1024-byte header)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error" if not permissive else "ignore", RuntimeWarning)
+            if header_only:
+                return mrcfile.open(path, mode=mode, header_only=True, permissive=permissive)
+            return mrcfile.mmap(path, mode=mode, permissive=permissive)
+    except (ValueError, RuntimeWarning, OSError, EOFError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "mode" in msg.lower() and "unrecognised" in msg.lower() or "Unrecognised mode" in msg:
+            raise InputFileError(f"{path}: unsupported MRC data mode ({msg}); supported modes are 0, 1, 2, 6 and 12") from None
+        if "map id" in msg.lower():
+            raise InputFileError(f"{path}: not an MRC file (header has no 'MAP ' identifier)") from None
+        raise InputFileError(f"{path}: invalid MRC file: {msg}") from None
+
+
+def sniff(path: str | os.PathLike, permissive: bool = False) -> MrcInfo:
+    """Read and check only the header of ``path``.
+
+    Raises :class:`InputFileError` for non-MRC files, unsupported modes, non-positive dimensions
+    and files whose size disagrees with the header (truncated or padded).  With
+    ``permissive=True`` a damaged header is accepted with a warning where mrcfile can still make
+    sense of it.
+    """
+    path = Path(path)
+    mrc = _open(path, permissive=permissive, header_only=True)
+    with mrc:
+        h = mrc.header
+        mode = int(h.mode)
+        nx, ny, nz = int(h.nx), int(h.ny), int(h.nz)
+        nsymbt = int(h.nsymbt)
+        ispg = int(h.ispg)
+        voxel = _voxel_size(mrc)
+    if mode not in SUPPORTED_MODES:
+        raise InputFileError(f"{path}: unsupported MRC data mode {mode}; supported modes are 0, 1, 2, 6 and 12")
+    if min(nx, ny, nz) <= 0:
+        if nz == 0 and nx > 0 and ny > 0:
+            raise InputFileError(f"{path}: empty stack (header says 0 images)")
+        raise InputFileError(f"{path}: header has non-positive dimensions nx={nx} ny={ny} nz={nz}")
+    expected = HEADER_BYTES + nsymbt + nx * ny * nz * np.dtype(SUPPORTED_MODES[mode]).itemsize
+    actual = path.stat().st_size
+    if actual < expected:
+        msg = f"{path}: truncated file ({actual} bytes, header promises {expected} for {nz}×{ny}×{nx} mode {mode})"
+        if not permissive:
+            raise InputFileError(msg)
+        warnings.warn(msg + "; reading what is there (permissive mode)")
+    elif actual > expected and not permissive:
+        raise InputFileError(f"{path}: file is larger than its header says ({actual} vs {expected} bytes); inconsistent header")
+    if nz == 1:
+        shape, kind = (ny, nx), "image"
+    else:
+        shape = (nz, ny, nx)
+        kind = "stack" if (ispg == 0 or path.suffix.lower() == ".mrcs") else "volume"
+    return MrcInfo(path=path, shape=shape, mode=mode, voxel_size=voxel, kind=kind)
+
+
+def _convert(data: np.ndarray, dtype, where: str, check_finite: bool) -> np.ndarray:
+    out = np.asarray(data, dtype=dtype)
+    if check_finite and not np.isfinite(out).all():
+        bad = int(np.size(out) - np.count_nonzero(np.isfinite(out)))
+        raise InputFileError(f"{where}: data contain {bad} NaN/Inf value(s); clean the input first")
+    return out
+
+
+def read_mrc(path: str | os.PathLike, dtype: str = "float32", permissive: bool = False,
+             check_finite: bool = True) -> tuple[np.ndarray, float | None]:
+    """Read a whole image, stack or volume into memory.
+
+    Returns ``(data, voxel_size)``; ``data`` is ``(H, W)`` or ``(N, H, W)`` of ``dtype``.  Use
+    :func:`open_stack` for stacks that may not fit in memory.
+    """
+    info = sniff(path, permissive=permissive)
+    dt = _output_dtype(dtype)
+    with _open(info.path, permissive=permissive) as mrc:
+        data = _convert(mrc.data, dt, str(info.path), check_finite)
+    return data.reshape(info.shape) if data.size == np.prod(info.shape) else data, info.voxel_size
+
+
+def _output_dtype(dtype) -> np.dtype:
+    if isinstance(dtype, str):
+        if dtype not in OUTPUT_DTYPES:
+            raise ParameterError(f"unsupported output dtype {dtype!r}; choose float32 or float16")
+        return np.dtype(OUTPUT_DTYPES[dtype])
+    dt = np.dtype(dtype)
+    if dt not in (np.dtype(np.float32), np.dtype(np.float16)):
+        raise ParameterError(f"unsupported output dtype {dt}; choose float32 or float16")
+    return dt
+
+
+class ImageStack:
+    """A memory-mapped, read-only view of a particle stack or a single image.
+
+    ``len(stack)`` images of shape ``stack.image_shape``; indexing and :meth:`batches` return
+    float32 copies, so only one batch is in memory at a time.  Use as a context manager.
+    """
+
+    def __init__(self, path: str | os.PathLike, permissive: bool = False, allow_volume: bool = False,
+                 check_finite: bool = True):
+        self.info = sniff(path, permissive=permissive)
+        if self.info.kind == "volume" and not allow_volume:
+            raise InputFileError(
+                f"{self.info.path}: is a 3D volume (ispg != 0), not an image stack; "
+                "if it really is a stack of images, rename it to .mrcs"
+            )
+        self.path = self.info.path
+        self.voxel_size = self.info.voxel_size
+        self.check_finite = check_finite
+        self._mrc = _open(self.path, permissive=permissive)
+        data = self._mrc.data
+        self._data = data.reshape((1,) + data.shape) if data.ndim == 2 else data
+
+    def __len__(self) -> int:
+        return int(self._data.shape[0])
+
+    @property
+    def image_shape(self) -> tuple:
+        return tuple(self._data.shape[1:])
+
+    @property
+    def shape(self) -> tuple:
+        return tuple(self._data.shape)
+
+    def __getitem__(self, idx) -> np.ndarray:
+        return _convert(self._data[idx], np.float32, f"{self.path} [{idx}]", self.check_finite)
+
+    def batches(self, batch_size: int = 64) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(start, images)`` with ``images`` a float32 ``(b, H, W)`` array."""
+        if batch_size < 1:
+            raise ParameterError("batch size must be ≥ 1")
+        for start in range(0, len(self), batch_size):
+            stop = min(start + batch_size, len(self))
+            yield start, _convert(self._data[start:stop], np.float32,
+                                  f"{self.path} images {start}..{stop - 1}", self.check_finite)
+
+    def close(self) -> None:
+        if self._mrc is not None:
+            self._mrc.close()
+            self._mrc = None
+
+    def __enter__(self) -> "ImageStack":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):  # pragma: no cover - best effort
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+def open_stack(path: str | os.PathLike, **kwargs) -> ImageStack:
+    """Open an image or stack memory-mapped (see :class:`ImageStack`)."""
+    return ImageStack(path, **kwargs)
+
+
+def _set_header(mrc, voxel_size: float | None, kind: str) -> None:
+    if kind == "stack":
+        mrc.set_image_stack()
+    elif kind == "volume":
+        mrc.set_volume()
+    mrc.voxel_size = float(voxel_size) if voxel_size else 0.0
+    mrc.update_header_stats()
+
+
+def write_mrc(path: str | os.PathLike, data: np.ndarray, voxel_size: float | None = None, *,
+              kind: str | None = None, dtype: str = "float32", force: bool = False,
+              inputs: tuple = ()) -> Path:
+    """Write ``data`` atomically as a valid MRC file and return the path.
+
+    ``kind`` is ``"image"`` (2D), ``"stack"`` (default for 3D) or ``"volume"``.  The voxel size is
+    written to the header (0 when unknown).  Existing files are replaced only with ``force``.
+    """
+    data = np.asarray(data)
+    if data.ndim not in (2, 3):
+        raise ShapeError(f"can only write 2D images or 3D stacks/volumes, got shape {data.shape}")
+    if data.size == 0:
+        raise ShapeError("refusing to write an empty array")
+    kind = kind or ("image" if data.ndim == 2 else "stack")
+    dt = _output_dtype(dtype)
+    if not np.isfinite(data).all():
+        raise ParameterError(f"refusing to write {path}: data contain NaN/Inf")
+    with atomic_path(path, force=force, inputs=inputs) as tmp:
+        with mrcfile.new(tmp, overwrite=True) as mrc:
+            mrc.set_data(np.ascontiguousarray(data, dtype=dt))
+            _set_header(mrc, voxel_size, kind)
+    return Path(path)
+
+
+class StackWriter:
+    """Write a stack batch by batch into a memory-mapped file, atomically.
+
+    The output file appears under its final name only when the ``with`` block finishes without
+    error; on an exception the partial file is deleted.
+    """
+
+    def __init__(self, path: str | os.PathLike, shape: tuple, voxel_size: float | None = None, *,
+                 kind: str | None = None, dtype: str = "float32", force: bool = False, inputs: tuple = ()):
+        if len(shape) not in (2, 3) or min(shape) <= 0:
+            raise ShapeError(f"invalid output shape {shape}")
+        self.path = Path(path)
+        self.shape = tuple(int(s) for s in shape)
+        self.voxel_size = voxel_size
+        self.kind = kind or ("image" if len(shape) == 2 else "stack")
+        self.dtype = _output_dtype(dtype)
+        self._ctx = atomic_path(path, force=force, inputs=inputs)
+        self._mrc = None
+        self._written = 0
+
+    def __enter__(self) -> "StackWriter":
+        tmp = self._ctx.__enter__()
+        mode = {np.dtype(np.float32): 2, np.dtype(np.float16): 12}[self.dtype]
+        self._mrc = mrcfile.new_mmap(tmp, shape=self.shape, mrc_mode=mode, overwrite=True)
+        return self
+
+    def write(self, start: int, images: np.ndarray) -> None:
+        images = np.asarray(images)
+        if not np.isfinite(images).all():
+            raise ParameterError(f"refusing to write {self.path}: output batch at {start} contains NaN/Inf")
+        if len(self.shape) == 2:
+            self._mrc.data[...] = images.reshape(self.shape)
+            self._written = 1
+            return
+        self._mrc.data[start:start + len(images)] = images.astype(self.dtype, copy=False)
+        self._written += len(images)
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if exc_type is None:
+                _set_header(self._mrc, self.voxel_size, self.kind)
+                self._mrc.flush()
+            self._mrc.close()
+        except BaseException as e:  # make sure the temp file is removed
+            self._ctx.__exit__(type(e), e, e.__traceback__)
+            raise
+        return self._ctx.__exit__(exc_type, exc, tb)
+
+
+def validate(path: str | os.PathLike) -> bool:
+    """True when ``mrcfile.validate`` accepts the file (its report is printed to a string)."""
+    import io
+
+    buf = io.StringIO()
+    return bool(mrcfile.validate(str(path), print_file=buf))
