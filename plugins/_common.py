@@ -34,13 +34,14 @@ def accumulate_path(f: Callable[[torch.Tensor], torch.Tensor],
                     node_fn: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
                     n_images: int, n_nodes: int, image_shape: tuple[int, int],
                     internal_batch_size: int, keep_node_maps: bool = False,
-                    dtype=torch.float32, device=None):
+                    dtype=torch.float32, device=None, on_gradient=None):
     """Evaluate ``Σ_j ∇f(γ_b(j)) ⊙ Δ_b(j)`` for all images ``b`` and nodes ``j``.
 
     ``node_fn(b_idx, j_idx)`` returns ``(points, steps)``, both ``(M, 1, H, W)``: the path points
     and the weighted path increments (``w_j γ'(t_j)`` or a chord ``γ(t_{j+1}) - γ(t_j)``) for the
     M (image, node) pairs requested.  Returns ``(maps (B,H,W), node_sums (B,J), node_maps or None)``
     where ``node_sums[b, j]`` is the total contribution of node j and sums over j to the map total.
+    ``on_gradient(g, b_idx, j_idx)``, if given, is called with every chunk's gradients.
     """
     h, w = image_shape
     maps = torch.zeros(n_images, h, w, dtype=torch.float64, device=device)
@@ -53,6 +54,8 @@ def accumulate_path(f: Callable[[torch.Tensor], torch.Tensor],
         b_idx, j_idx = idx // n_nodes, idx % n_nodes
         points, steps = node_fn(b_idx, j_idx)
         _, g = gradient(f, points.to(dtype))
+        if on_gradient is not None:
+            on_gradient(g, b_idx, j_idx)
         contrib = (g * steps).to(torch.float64)[:, 0]  # (M, H, W)
         maps.index_add_(0, b_idx, contrib)
         sums[b_idx, j_idx] = contrib.sum(dim=(1, 2))
