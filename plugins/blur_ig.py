@@ -43,7 +43,11 @@ its own spacing.
 
 The blur is separable: ``L = G_σ X G_σᵀ`` with ``G_σ`` the (n, n) zero-padded convolution matrix,
 so path points and their exact σ-derivatives are a few small matrix products, computed on the
-fly ``internal_batch_size`` points at a time.
+fly ``internal_batch_size`` points at a time by :func:`cryoxplain.explain.paths.integrate_path`.
+``extras``: ``sigmas`` and ``scale_attribution`` (B, S) (the scale dimension), ``path_values``
+(B, S) f along the path (the paper's prediction trend), ``f_input``, ``f_baseline``, ``delta``
+(completeness gap, B), ``band_maps``/``band_sigmas`` when ``scale_bands > 0``, and the power
+spectrum of the map (``spectrum``, ``spectrum_frequencies``).
 """
 from __future__ import annotations
 
@@ -55,7 +59,9 @@ import torch
 from cryoxplain.errors import ParameterError
 from cryoxplain.explain.base import Explainer, Param, explained_function
 
-from ._common import accumulate_path, check_inputs, evaluate, spectrum_extras
+from cryoxplain.explain.paths import integrate_path
+
+from ._common import check_inputs, evaluate, spectrum_extras
 
 RULES = ("riemann_right", "riemann_left", "riemann_middle", "riemann_trapezoid")
 
@@ -147,6 +153,30 @@ def _blur_and_derivative(x, sigmas, truncate, derivative, grad_step):
     return blurred[:, None], d[:, None]
 
 
+class _BlurPath:
+    """The blur path for :func:`cryoxplain.explain.paths.integrate_path`.
+
+    Its position argument is the *node index* j (exact in float32), mapped to σ_j; the velocity is
+    ``-∂L/∂σ`` (moving towards the input decreases σ), so with weights w_j (the σ spacings) the
+    integral is Blur IG with the sign of the paper's ∫_{∞}^{0}.
+    """
+
+    def __init__(self, inputs, nodes, truncate, derivative, grad_step):
+        self.inputs, self.nodes = inputs, np.asarray(nodes, dtype=np.float64)
+        self.truncate, self.derivative, self.grad_step = truncate, derivative, grad_step
+
+    def _sig(self, alpha):
+        return self.nodes[np.rint(alpha.detach().cpu().numpy()).astype(np.int64)]
+
+    def __call__(self, alpha, idx):
+        return gaussian_blur(self.inputs[idx], self._sig(alpha), self.truncate)
+
+    def velocity(self, alpha, idx):
+        _, d = _blur_and_derivative(self.inputs[idx], self._sig(alpha), self.truncate, self.derivative,
+                                    self.grad_step)
+        return -d
+
+
 class BlurIG(Explainer):
     __doc__ = __doc__
     name = "blur_ig"
@@ -164,59 +194,64 @@ class BlurIG(Explainer):
         Param("grad_step", float, 0.01, "finite-difference step in σ (PAIR default 0.01)", min=1e-8),
         Param("truncate", float, 4.0, "kernel radius in σ (scipy/PAIR default 4)", min=0.5),
         Param("internal_batch_size", int, 64, "path points per forward/backward pass", min=1),
-        Param("scale_maps", bool, False, "also return the per-scale contribution maps (B, S, H, W)"),
+        Param("scale_bands", int, 0, "if > 0, also return the maps of this many σ bands (B, bands, H, W); "
+              "same cost, the bands sum to the map", min=0),
     )
 
     def attribute(self, model, inputs, target):
         check_inputs(model, inputs)
-        f = explained_function(model, target)
-        b, _, h, w = inputs.shape
-        nodes, weights = quadrature_nodes(self.max_sigma, self.steps, self.spacing, self.rule)
         x = inputs.detach()
-        dev = x.device
-
-        def node_fn(b_idx, j_idx):
-            sig = nodes[j_idx.cpu().numpy()]
-            pts, dl = _blur_and_derivative(x[b_idx], sig, self.truncate, self.derivative, self.grad_step)
-            wts = torch.as_tensor(-weights[j_idx.cpu().numpy()], dtype=x.dtype, device=dev)
-            return pts, dl * wts[:, None, None, None]
-
-        maps, sums, node_maps = accumulate_path(f, node_fn, b, len(nodes), (h, w), self.internal_batch_size,
-                                                keep_node_maps=self.scale_maps, dtype=x.dtype, device=dev)
-        f_in = evaluate(f, x, self.internal_batch_size)
-        f_base = evaluate(f, gaussian_blur(x, self.max_sigma, self.truncate), self.internal_batch_size)
+        target = target.bind(model, x)
+        f = explained_function(model, target)
+        b = x.shape[0]
+        nodes, weights = quadrature_nodes(self.max_sigma, self.steps, self.spacing, self.rule)
+        path = _BlurPath(x, nodes, self.truncate, self.derivative, self.grad_step)
+        k = len(nodes)
+        n_bands = min(self.scale_bands, k)
+        edges = np.linspace(0, k, (n_bands or 1) + 1).round().astype(int)
+        parts = [integrate_path(f, path, b, np.arange(lo, hi), weights[lo:hi],
+                                internal_batch_size=self.internal_batch_size, device=x.device, dtype=x.dtype)
+                 for lo, hi in zip(edges[:-1], edges[1:])]
+        band_maps = torch.stack([p.attribution[:, 0].to(torch.float64) for p in parts], 1)  # (B, bands, H, W)
+        maps = band_maps.sum(1)
+        contrib = torch.cat([p.step_contributions for p in parts], 1)
+        values = torch.cat([p.values for p in parts], 1)
+        f_in = evaluate(f, x, b)
+        f_base = evaluate(f, gaussian_blur(x, self.max_sigma, self.truncate), b)
         extras = {
-            "sigmas": np.broadcast_to(nodes, (b, len(nodes))).astype(np.float32),
-            "scale_attribution": sums.to(torch.float32),
+            "sigmas": np.broadcast_to(nodes, (b, k)).astype(np.float32),
+            "scale_attribution": contrib.to(torch.float32),
+            "path_values": values.to(torch.float32),
             "f_input": f_in, "f_baseline": f_base,
-            "delta": (sums.sum(1) - (f_in - f_base).to(torch.float64)).to(torch.float32),
+            "delta": (contrib.sum(1) - (f_in - f_base).cpu().double()).to(torch.float32),
         }
-        if node_maps is not None:
-            extras["scale_maps"] = node_maps
+        if n_bands:
+            extras["band_maps"] = band_maps.to(torch.float32)
+            extras["band_sigmas"] = np.broadcast_to(
+                np.stack([nodes[edges[:-1]], nodes[edges[1:] - 1]], 1), (b, n_bands, 2)).astype(np.float32)
         extras.update(spectrum_extras(maps))
         return self.make_attribution(maps.to(torch.float32), target, model, **extras)
 
 
-def plot_scale_attribution(attribution, index: int = 0, bands: int = 6, ax=None):
+def plot_scale_attribution(attribution, index: int = 0, ax=None):
     """Figure of Blur IG's scale dimension for image ``index``.
 
     Top: the per-scale attribution and its cumulative sum from σ = σ_max down to 0 (the paper's
-    "prediction trend", Fig. 4).  If the attribution carries ``scale_maps``, a second row shows the
-    contribution maps summed over ``bands`` σ bands (the paper's Fig. 1 view).  Returns the figure.
+    "prediction trend", Fig. 4).  If the attribution carries ``band_maps``
+    (``scale_bands > 0``), a second row shows each σ band's map (the paper's Fig. 1 view).
+    Returns the figure.
     """
-    import matplotlib
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     ex = attribution.extras
     if "scale_attribution" not in ex:
         raise ParameterError("this attribution has no scale dimension (not produced by blur_ig)")
     sig = np.asarray(ex["sigmas"])[index]
     sa = np.asarray(ex["scale_attribution"])[index]
-    maps = ex.get("scale_maps")
+    maps = ex.get("band_maps")
     nrow = 2 if maps is not None else 1
     if ax is None:
-        fig = plt.figure(figsize=(max(6, 1.6 * bands), 3.2 * nrow))
+        fig = Figure(figsize=(max(6.0, 1.8 * (0 if maps is None else np.asarray(maps).shape[1])), 3.2 * nrow))
         ax = fig.add_subplot(nrow, 1, 1)
     else:
         fig = ax.figure
@@ -230,12 +265,13 @@ def plot_scale_attribution(attribution, index: int = 0, bands: int = 6, ax=None)
     ax.set_title(f"Blur IG scale attribution (total {sa.sum():.4g})")
     if maps is not None:
         mp = np.asarray(maps)[index]
-        edges = np.linspace(0, len(sig), bands + 1).astype(int)
-        vmax = max(1e-12, max(np.abs(mp[edges[k]:edges[k + 1]].sum(0)).max() for k in range(bands)))
-        for k in range(bands):
-            a = fig.add_subplot(nrow, bands, bands + k + 1)
-            a.imshow(mp[edges[k]:edges[k + 1]].sum(0), cmap="RdBu_r", vmin=-vmax, vmax=vmax)
-            a.set_title(f"σ {sig[edges[k]]:.3g}–{sig[edges[k + 1] - 1]:.3g}", fontsize=8)
+        bs = np.asarray(ex["band_sigmas"])[index]
+        nb = mp.shape[0]
+        vmax = max(1e-12, float(np.abs(mp).max()))
+        for k in range(nb):
+            a = fig.add_subplot(nrow, nb, nb + k + 1)
+            a.imshow(mp[k], cmap="RdBu_r", vmin=-vmax, vmax=vmax)
+            a.set_title(f"σ {bs[k, 0]:.3g}–{bs[k, 1]:.3g}", fontsize=8)
             a.axis("off")
     fig.tight_layout()
     return fig

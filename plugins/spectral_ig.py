@@ -19,8 +19,10 @@ The integral is the discrete line integral of the authors' code:
 ``riemann_trapezoid`` averages both ends.  Because the increments are chords of the path, their
 sum telescopes to ``x - x'`` exactly.
 
-``extras["component_attribution"][b, k]`` is the part of the total carried by singular component k
-(it sums over k to the map total) and ``extras["singular_values"]`` the s_k.
+``extras``: ``component_attribution`` (B, K), the part of the total carried by singular component
+k (sums over k to the map total); ``singular_values`` (B, K); ``path_t``, ``step_attribution`` and
+``path_values`` (B, nodes): the path progress, each node's contribution and f along the path;
+``f_input``, ``f_baseline``, ``delta`` (completeness gap); ``spectrum``/``spectrum_frequencies``.
 
 Defaults
 --------
@@ -49,7 +51,9 @@ import torch
 from cryoxplain.errors import ParameterError
 from cryoxplain.explain.base import Explainer, Param, explained_function
 
-from ._common import accumulate_path, check_inputs, evaluate, spectrum_extras
+from cryoxplain.explain.paths import integrate_path
+
+from ._common import check_inputs, evaluate, spectrum_extras
 
 RULES = ("riemann_left", "riemann_middle", "riemann_trapezoid")
 
@@ -107,47 +111,86 @@ class SpectralIG(Explainer):
 
     def attribute(self, model, inputs, target):
         check_inputs(model, inputs)
-        f = explained_function(model, target)
         x = inputs.detach()
-        b, c, h, w = x.shape
+        target = target.bind(model, x)
+        f = explained_function(model, target)
+        b = x.shape[0]
         base = make_baseline(x, self.baseline)
-        u, s, vh = svd_difference(x, base)  # (B,1,H,K), (B,1,K), (B,1,K,W)
-        n = self.steps
-        t = torch.linspace(0.0, 1.0, n, dtype=torch.float64, device=x.device)
-        g_nodes = gates(s, t, self.overlap)  # (n, B, 1, K)
-        if self.rule == "riemann_left":
-            eval_t, eval_w = [t[:-1]], [1.0]
-        elif self.rule == "riemann_middle":
-            eval_t, eval_w = [(t[:-1] + t[1:]) / 2], [1.0]
-        else:
-            eval_t, eval_w = [t[:-1], t[1:]], [0.5, 0.5]
-        dg = (g_nodes[1:] - g_nodes[:-1]).permute(1, 0, 2, 3)  # (B, n-1, 1, K): gate increments
-        base64 = base.to(torch.float64)
+        path = _SVDPath(x, base, self.steps, self.overlap, self.rule)
+        comp = torch.zeros(b, path.s.shape[-1], dtype=torch.float64, device=x.device)
 
-        maps = torch.zeros(b, h, w, dtype=torch.float64, device=x.device)
-        comp = torch.zeros(b, s.shape[-1], dtype=torch.float64, device=x.device)
-        for tv, wv in zip(eval_t, eval_w):
-            g_eval = gates(s, tv, self.overlap).permute(1, 0, 2, 3)  # (B, n-1, 1, K)
+        def f_tracked(points, idx):
+            # Record each chunk's gradient to split the total by singular component:
+            # contribution_k = Σ_i s_k Δg_ik · u_kᵀ ∇f(γ_i) v_k.  integrate_path calls the path's
+            # velocity and then f on the same rows, so the node indices stashed by velocity() match.
+            nodes = path.last_nodes
 
-            def node_fn(b_idx, j_idx, g_eval=g_eval):
-                sg = s[b_idx] * g_eval[b_idx, j_idx]  # (M, 1, K)
-                pts = base64[b_idx] + torch.einsum("mcik,mck,mckj->mcij", u[b_idx], sg, vh[b_idx])
-                step = torch.einsum("mcik,mck,mckj->mcij", u[b_idx], s[b_idx] * dg[b_idx, j_idx], vh[b_idx])
-                return pts.to(x.dtype), (wv * step).to(x.dtype)
+            def hook(g):
+                comp.index_add_(0, idx, path.component_terms(g, nodes, idx))  # returns None: g unchanged
 
-            def on_gradient(grad, b_idx, j_idx, wv=wv):
-                # contribution of component k: w · s_k Δg_k · u_kᵀ ∇f v_k
-                proj = torch.einsum("mcik,mcij,mckj->mck", u[b_idx], grad.to(torch.float64), vh[b_idx])
-                comp.index_add_(0, b_idx, (wv * s[b_idx] * dg[b_idx, j_idx] * proj)[:, 0])
+            if points.requires_grad:
+                points.register_hook(hook)
+            return f(points, idx)
 
-            m, _, _ = accumulate_path(f, node_fn, b, n - 1, (h, w), self.internal_batch_size,
-                                      dtype=x.dtype, device=x.device, on_gradient=on_gradient)
-            maps += m
-        f_in = evaluate(f, x, self.internal_batch_size)
-        f_base = evaluate(f, base, self.internal_batch_size)
-        extras = {"singular_values": s[:, 0].to(torch.float32),
+        res = integrate_path(f_tracked, path, b, np.arange(path.n_nodes, dtype=np.float64),
+                             np.ones(path.n_nodes), internal_batch_size=self.internal_batch_size,
+                             device=x.device, dtype=x.dtype)
+        maps = res.attribution[:, 0].to(torch.float64)
+        f_in = evaluate(f, x, b)
+        f_base = evaluate(f, base, b)
+        extras = {"singular_values": path.s[:, 0].to(torch.float32),
                   "component_attribution": comp.to(torch.float32),
+                  "path_t": np.broadcast_to(path.t_nodes, (b, path.n_nodes)).astype(np.float32),
+                  "step_attribution": res.step_contributions.to(torch.float32),
+                  "path_values": res.values.to(torch.float32),
                   "f_input": f_in, "f_baseline": f_base,
-                  "delta": (maps.sum(dim=(1, 2)) - (f_in - f_base).to(torch.float64)).to(torch.float32)}
+                  "delta": (maps.sum(dim=(1, 2)).cpu() - (f_in - f_base).cpu().double()).to(torch.float32)}
         extras.update(spectrum_extras(maps))
         return self.make_attribution(maps.to(torch.float32), target, model, **extras)
+
+
+class _SVDPath:
+    """The SIG path for :func:`cryoxplain.explain.paths.integrate_path`.
+
+    Position argument = node index j; the "velocity" of node j is the chord increment of its
+    interval(s) (``riemann_left``/``riemann_middle``: γ(t_{j+1}) - γ(t_j); ``riemann_trapezoid``:
+    the mean of the two chords meeting at t_j), so with unit weights the sum telescopes to x - x'.
+    """
+
+    def __init__(self, inputs, baselines, steps, overlap, rule):
+        self.dtype = inputs.dtype
+        self.base = baselines.to(torch.float64)
+        self.u, self.s, self.vh = svd_difference(inputs, baselines)  # (B,C,H,K) (B,C,K) (B,C,K,W)
+        self.overlap = overlap
+        t = np.linspace(0.0, 1.0, steps)
+        g = gates(self.s, torch.as_tensor(t, device=inputs.device), overlap)  # (n, B, C, K)
+        dg = (g[1:] - g[:-1]).permute(1, 0, 2, 3)  # (B, n-1, C, K) gate increments per interval
+        if rule == "riemann_left":
+            self.t_nodes, self.dgate = t[:-1], dg
+        elif rule == "riemann_middle":
+            self.t_nodes, self.dgate = (t[:-1] + t[1:]) / 2, dg
+        else:  # trapezoid: node j carries half of each adjacent chord
+            z = torch.zeros_like(dg[:, :1])
+            self.t_nodes, self.dgate = t, 0.5 * (torch.cat([dg, z], 1) + torch.cat([z, dg], 1))
+        self.n_nodes = len(self.t_nodes)
+        self.g_nodes = gates(self.s, torch.as_tensor(self.t_nodes, device=inputs.device), overlap).permute(1, 0, 2, 3)
+        self.last_nodes = None
+
+    def _j(self, alpha):
+        return torch.round(alpha.detach().to(torch.float64)).long().to(self.s.device)
+
+    def _compose(self, coef, idx):
+        return torch.einsum("mcik,mck,mckj->mcij", self.u[idx], coef, self.vh[idx])
+
+    def __call__(self, alpha, idx):
+        j = self._j(alpha)
+        return (self.base[idx] + self._compose(self.s[idx] * self.g_nodes[idx, j], idx)).to(self.dtype)
+
+    def velocity(self, alpha, idx):
+        j = self._j(alpha)
+        self.last_nodes = j
+        return self._compose(self.s[idx] * self.dgate[idx, j], idx).to(self.dtype)
+
+    def component_terms(self, grad, j, idx):
+        proj = torch.einsum("mcik,mcij,mckj->mck", self.u[idx], grad.to(torch.float64), self.vh[idx])
+        return (self.s[idx] * self.dgate[idx, j] * proj).sum(1)  # (M, K), summed over channels
