@@ -88,14 +88,15 @@ class NoiseScale:
 
 
 @torch.no_grad()
-def noise_scale(model, inputs: torch.Tensor, grid=None, draws: int = 4, seed: int = 0,
+def noise_scale(model, inputs: torch.Tensor, grid=None, draws: int = 8, seed: int = 0,
                 plateau: float = 0.95, batch: int = 64) -> NoiseScale:
     """The maximum noise scale s_max: where the model's response to additive noise plateaus.
 
     Classifier (2-D output): mean predictive entropy of softmax(model(x + ε)), ε ~ N(0, s²) (paper
     App. E.1).  Other models: ``1 − corr(model(x + ε), model(x))`` (our adaptation).  ``grid``
     defaults to 24 geometric steps from 0.02 to 5 × the inputs' standard deviation.  s_max is the
-    first grid value where the curve reaches ``plateau`` (95 %) of its total rise; when the curve
+    first grid value where the curve (3-point moving average) reaches ``plateau`` (95 %) of its
+    total rise; when the curve
     does not rise at all, s_max = std(inputs) and ``plateau_found`` is False.
     """
     x = inputs.detach()
@@ -121,7 +122,10 @@ def noise_scale(model, inputs: torch.Tensor, grid=None, draws: int = 4, seed: in
                 vals.append(float((1 - corr).mean()))
         curve.append(np.mean(vals))
     curve = np.asarray(curve)
-    rise = curve - curve[0]
+    # Monte-Carlo noise: judge the plateau on a 3-point moving average of the curve
+    padded = np.concatenate([curve[:1], curve, curve[-1:]])
+    smooth = (padded[:-2] + padded[1:-1] + padded[2:]) / 3
+    rise = smooth - smooth[0]
     stat = "predictive_entropy" if classifier else "1-output_correlation"
     # no measurable rise (e.g. an untrained classifier already at maximum entropy): fall back to
     # noise as strong as the signal, s_max = std(x), and say so
