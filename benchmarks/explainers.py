@@ -43,7 +43,7 @@ def make_model(kind: str, size: int):
             torch.nn.Conv2d(16, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
             torch.nn.Conv2d(32, 64, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
             torch.nn.Flatten(), torch.nn.Linear(64, 3))
-        return net.eval(), _target("predicted", lambda o: o[:, 0], "class:0")
+        return net.eval(), _target("class:0", lambda o: o[:, 0], "class:0")
     if kind == "cnn-denoiser":
         torch.manual_seed(0)
         layers = [torch.nn.Conv2d(1, 32, 3, padding=1), torch.nn.ReLU()]
