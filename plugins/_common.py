@@ -15,6 +15,26 @@ from cryoxplain.explain.base import gradient
 from cryoxplain.explain.spectrum import attribution_spectrum
 
 
+try:  # the explainer core's per-image seeding (results independent of batching)
+    from cryoxplain.explain.base import image_seed
+except ImportError:  # pragma: no cover - older core
+    def image_seed(seed: int, index: int) -> int:
+        state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(index)]).generate_state(2, dtype=np.uint32)
+        return int((int(state[0]) << 31) ^ int(state[1])) & 0x7FFFFFFFFFFFFFFF
+
+
+def image_generators(explainer, inputs: torch.Tensor, seed: int) -> list:
+    """One torch.Generator per image, seeded from (seed, index_offset + i) as the core does."""
+    off = int(getattr(explainer, "index_offset", 0) or 0)
+    return [torch.Generator(device=inputs.device).manual_seed(image_seed(seed, off + i)) for i in range(inputs.shape[0])]
+
+
+def image_noise(gens: list, n: int, inputs: torch.Tensor) -> torch.Tensor:
+    """``n`` standard-normal draws per image, image-major: rows i·n … i·n+n-1 belong to image i."""
+    shape = (n,) + tuple(inputs.shape[1:])
+    return torch.cat([torch.randn(shape, generator=g, device=inputs.device, dtype=inputs.dtype) for g in gens])
+
+
 def check_inputs(model: torch.nn.Module, inputs: torch.Tensor) -> None:
     if not isinstance(inputs, torch.Tensor) or inputs.ndim != 4 or inputs.shape[1] != 1:
         shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__

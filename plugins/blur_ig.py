@@ -45,7 +45,7 @@ The blur is separable: ``L = G_σ X G_σᵀ`` with ``G_σ`` the (n, n) zero-padd
 so path points and their exact σ-derivatives are a few small matrix products, computed on the
 fly ``internal_batch_size`` points at a time by :func:`cryoxplain.explain.paths.integrate_path`.
 ``extras``: ``sigmas`` and ``scale_attribution`` (B, S) (the scale dimension), ``path_values``
-(B, S) f along the path (the paper's prediction trend), ``f_input``, ``f_baseline``, ``delta``
+(B, S) f along the path (the paper's prediction trend), ``target_value``, ``baseline_value``, ``completeness_gap``
 (completeness gap, B), ``band_maps``/``band_sigmas`` when ``scale_bands > 0``, and the power
 spectrum of the map (``spectrum``, ``spectrum_frequencies``).
 """
@@ -222,8 +222,8 @@ class BlurIG(Explainer):
             "sigmas": np.broadcast_to(nodes, (b, k)).astype(np.float32),
             "scale_attribution": contrib.to(torch.float32),
             "path_values": values.to(torch.float32),
-            "f_input": f_in, "f_baseline": f_base,
-            "delta": (contrib.sum(1) - (f_in - f_base).cpu().double()).to(torch.float32),
+            "target_value": f_in, "baseline_value": f_base,
+            "completeness_gap": (contrib.sum(1) - (f_in - f_base).cpu().double()).to(torch.float32),
         }
         if n_bands:
             extras["band_maps"] = band_maps.to(torch.float32)

@@ -54,7 +54,7 @@ from cryoxplain.explain.faithfulness import deletion_insertion
 from cryoxplain.explain.paths import StraightLinePath, integrate_path, quadrature
 from cryoxplain.explain.spectrum import attribution_spectrum, lowpass_filter
 
-from ._common import batched_gradients, check_inputs, spectrum_extras
+from ._common import batched_gradients, check_inputs, image_generators, image_noise, spectrum_extras
 
 BASES = ("gradient", "grad_input", "integrated_gradients", "smoothgrad", "vargrad")
 
@@ -152,11 +152,11 @@ class LowpassGradient(Explainer):
             res = integrate_path(f, StraightLinePath(x, torch.zeros_like(x)), b, a, w,
                                  internal_batch_size=self.internal_batch_size, device=x.device, dtype=x.dtype)
             return res.attribution[:, 0]
-        gen = torch.Generator(device=x.device).manual_seed(int(self.seed))
+        gen = image_generators(self, x, self.seed)  # per-image streams: independent of batching
         spread = (x.amax(dim=(1, 2, 3)) - x.amin(dim=(1, 2, 3))) * self.sg_noise
         n = self.sg_samples
         rep = idx.repeat_interleave(n)
-        eps = torch.randn((b * n,) + tuple(x.shape[1:]), generator=gen, device=x.device, dtype=x.dtype)
+        eps = image_noise(gen, n, x)
         g = batched_gradients(f, x[rep] + eps * spread[rep].view(-1, 1, 1, 1), rep, self.internal_batch_size)
         g = g.double()
         m1 = torch.zeros_like(x, dtype=torch.float64).index_add_(0, rep, g) / n

@@ -22,7 +22,7 @@ sum telescopes to ``x - x'`` exactly.
 ``extras``: ``component_attribution`` (B, K), the part of the total carried by singular component
 k (sums over k to the map total); ``singular_values`` (B, K); ``path_t``, ``step_attribution`` and
 ``path_values`` (B, nodes): the path progress, each node's contribution and f along the path;
-``f_input``, ``f_baseline``, ``delta`` (completeness gap); ``spectrum``/``spectrum_frequencies``.
+``target_value``, ``baseline_value``, ``completeness_gap`` (completeness gap); ``spectrum``/``spectrum_frequencies``.
 
 Defaults
 --------
@@ -143,8 +143,8 @@ class SpectralIG(Explainer):
                   "path_t": np.broadcast_to(path.t_nodes, (b, path.n_nodes)).astype(np.float32),
                   "step_attribution": res.step_contributions.to(torch.float32),
                   "path_values": res.values.to(torch.float32),
-                  "f_input": f_in, "f_baseline": f_base,
-                  "delta": (maps.sum(dim=(1, 2)).cpu() - (f_in - f_base).cpu().double()).to(torch.float32)}
+                  "target_value": f_in, "baseline_value": f_base,
+                  "completeness_gap": (maps.sum(dim=(1, 2)).cpu() - (f_in - f_base).cpu().double()).to(torch.float32)}
         extras.update(spectrum_extras(maps))
         return self.make_attribution(maps.to(torch.float32), target, model, **extras)
 

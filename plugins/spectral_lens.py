@@ -45,7 +45,8 @@ parameter                 default         source
                                           monitored statistic changes by less than this.  We make it
                                           *relative* to the statistic's max (the authors' is absolute,
                                           which depends on the model's output scale)
-``seed``                  0               —
+``seed``                  0               noise of image i is drawn from its own stream, seeded by
+                                          (seed, stack index of i): results do not depend on batching
 ========================  ==============  ===================================================================
 
 Adaptation for denoisers (ours, not the paper's): a denoiser has no predictive entropy, so
@@ -71,7 +72,7 @@ import torch
 from cryoxplain.errors import ParameterError
 from cryoxplain.explain.base import Explainer, Param, explained_function
 
-from ._common import batched_gradients, check_inputs, spectrum_extras
+from ._common import batched_gradients, check_inputs, image_generators, image_noise, spectrum_extras
 
 METHODS = ("spectral_lens", "smoothgrad", "smoothgrad_sq", "vargrad")
 
@@ -185,31 +186,40 @@ class SpectralLens(Explainer):
         Param("internal_batch_size", int, 64, "noisy images per forward/backward pass", min=1),
     )
 
-    def _moments(self, f, x, alpha, s_max, gen):
-        """Running Monte-Carlo SG and SG2 at one level for every image: (m1, m2, n_used)."""
+    def _moments(self, f, x, alpha, s_max, gens):
+        """Running Monte-Carlo SG and SG2 at one level: (m1, m2, samples used per image (B,)).
+
+        Each image draws from its own stream and stops on its own (when the largest change of its
+        running mean, relative to the mean's maximum, falls below ``min_change``), so the result of
+        an image does not depend on the other images of the batch.
+        """
         b = x.shape[0]
         if alpha == 0.0 or float(s_max.max()) == 0.0:
             g = batched_gradients(f, x, torch.arange(b, device=x.device), self.internal_batch_size).double()
-            return g, g * g, 1
+            return g, g * g, np.ones(b, dtype=np.int64)
         m1 = torch.zeros_like(x, dtype=torch.float64)
         m2 = torch.zeros_like(m1)
-        n = 0
+        n = np.zeros(b, dtype=np.int64)
+        active = list(range(b))
         monitor_sq = self.method != "smoothgrad" and not (self.method == "spectral_lens" and self.statistic == "first")
-        while n < self.samples:
-            ns = min(self.sample_batch, self.samples - n)
-            idx = torch.arange(b, device=x.device).repeat_interleave(ns)
-            eps = torch.randn((b * ns,) + tuple(x.shape[1:]), generator=gen, device=x.device, dtype=x.dtype)
-            eps = eps * s_max[idx].view(-1, 1, 1, 1)
+        while active:
+            ns = min(self.sample_batch, self.samples - int(n[active[0]]))
+            act = torch.as_tensor(active, device=x.device)
+            idx = act.repeat_interleave(ns)
+            eps = image_noise([gens[i] for i in active], ns, x) * s_max[idx].view(-1, 1, 1, 1)
             xt = (1 - alpha) * x[idx] + alpha * eps if self.combination == "convex" else x[idx] + alpha * eps
             g = batched_gradients(f, xt, idx, self.internal_batch_size).double()
-            s1 = torch.zeros_like(m1).index_add_(0, idx, g)
-            s2 = torch.zeros_like(m1).index_add_(0, idx, g * g)
-            new1, new2 = (m1 * n + s1) / (n + ns), (m2 * n + s2) / (n + ns)
-            old, new = (m2, new2) if monitor_sq else (m1, new1)
-            change = float((new - old).abs().max() / new.abs().max().clamp_min(1e-300))
-            m1, m2, n = new1, new2, n + ns
-            if n > ns and change < self.min_change:
-                break
+            s1 = torch.zeros_like(m1).index_add_(0, idx, g)[act]
+            s2 = torch.zeros_like(m1).index_add_(0, idx, g * g)[act]
+            na = torch.as_tensor(n[active], dtype=torch.float64, device=x.device).view(-1, 1, 1, 1)
+            new1, new2 = (m1[act] * na + s1) / (na + ns), (m2[act] * na + s2) / (na + ns)
+            old, new = (m2[act], new2) if monitor_sq else (m1[act], new1)
+            change = ((new - old).abs().amax(dim=(1, 2, 3)) /
+                      new.abs().amax(dim=(1, 2, 3)).clamp_min(1e-300)).cpu().numpy()
+            m1[act], m2[act] = new1, new2
+            n[active] += ns
+            active = [i for i, c in zip(active, change)
+                      if n[i] < self.samples and not (n[i] > ns and c < self.min_change)]
         return m1, m2, n
 
     def attribute(self, model, inputs, target):
@@ -218,7 +228,7 @@ class SpectralLens(Explainer):
         target = target.bind(model, x)
         f = explained_function(model, target)
         b = x.shape[0]
-        gen = torch.Generator(device=x.device).manual_seed(int(self.seed))
+        gen = image_generators(self, x, self.seed)  # per-image streams: independent of batching
         extras = {}
         if self.max_noise_std > 0:
             s_max = torch.full((b,), float(self.max_noise_std), dtype=x.dtype, device=x.device)
@@ -235,13 +245,13 @@ class SpectralLens(Explainer):
             mom = [self._moments(f, x, float(a), s_max, gen) for a in alphas]
             m1 = torch.stack([m[0][:, 0] for m in mom], 1)  # (B, K, H, W)
             m2 = torch.stack([m[1][:, 0] for m in mom], 1)
-            used = np.array([m[2] for m in mom])
+            used = np.stack([m[2] for m in mom], 1)  # (B, K)
             l1 = m2.sum(dim=(2, 3)).cpu().numpy()
             a_star, score, boundary = standard_level(alphas, l1, self.power, self.scale_selection)
             extras.update(levels=np.broadcast_to(alphas, (b, alphas.size)).astype(np.float32),
                           scale_score=score.astype(np.float32), optimal_level=a_star.astype(np.float32),
                           boundary=boundary.astype(np.uint8),
-                          samples_used=np.broadcast_to(used, (b, used.size)).astype(np.int32))
+                          samples_used=used.astype(np.int32))
             if self.keep_levels:
                 extras["level_maps"] = (m2 if self.statistic == "squared" or self.method != "spectral_lens"
                                         else m1).to(torch.float32)
@@ -263,7 +273,7 @@ class SpectralLens(Explainer):
                 g1, g2, n = self._moments(f, x, float(self.level), s_max, gen)
                 g1, g2 = g1[:, 0], g2[:, 0]
                 extras["level"] = np.full(b, self.level, dtype=np.float32)
-                extras["samples_used"] = np.full((b, 1), n, dtype=np.int32)
+                extras["samples_used"] = n[:, None].astype(np.int32)
             maps = {"smoothgrad": g1, "smoothgrad_sq": g2, "vargrad": g2 - g1 * g1}[self.method]
         extras.update(spectrum_extras(maps))
         return self.make_attribution(maps.to(torch.float32), target, model, **extras)
