@@ -14,7 +14,6 @@ from cryoxplain.errors import ParameterError, ShapeError
 from cryoxplain.explain.base import gradient
 from cryoxplain.explain.spectrum import attribution_spectrum
 
-
 try:  # the explainer core's per-image seeding (results independent of batching)
     from cryoxplain.explain.base import image_seed
 except ImportError:  # pragma: no cover - older core
@@ -35,15 +34,18 @@ def image_noise(gens: list, n: int, inputs: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.randn(shape, generator=g, device=inputs.device, dtype=inputs.dtype) for g in gens])
 
 
-def check_inputs(model: torch.nn.Module, inputs: torch.Tensor) -> None:
-    if not isinstance(inputs, torch.Tensor) or inputs.ndim != 4 or inputs.shape[1] != 1:
-        shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
-        raise ShapeError(f"inputs must be a (B, 1, H, W) tensor, got {shape}")
-    if not torch.isfinite(inputs).all():
-        raise ParameterError("inputs contain NaN or infinite values")
-    fixed = getattr(model, "input_shape", None)
-    if fixed is not None and tuple(fixed) != tuple(inputs.shape[-2:]):
-        raise ShapeError(f"model expects {tuple(fixed)} images, got {tuple(inputs.shape[-2:])}")
+try:  # the explainer core's input checks
+    from cryoxplain.explain.base import check_inputs
+except ImportError:  # pragma: no cover - older core
+    def check_inputs(model: torch.nn.Module, inputs: torch.Tensor) -> None:
+        if not isinstance(inputs, torch.Tensor) or inputs.ndim != 4 or inputs.shape[1] != 1:
+            shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
+            raise ShapeError(f"inputs must be a (B, 1, H, W) tensor, got {shape}")
+        if not torch.isfinite(inputs).all():
+            raise ParameterError("inputs contain NaN or infinite values")
+        fixed = getattr(model, "input_shape", None)
+        if fixed is not None and tuple(fixed) != tuple(inputs.shape[-2:]):
+            raise ShapeError(f"model expects {tuple(fixed)} images, got {tuple(inputs.shape[-2:])}")
 
 
 @torch.no_grad()
