@@ -34,8 +34,6 @@ CAPTUM = "captum_ig (peer)"
 
 def make_model(kind: str, size: int):
     """(model, target) for the benchmark; small CNNs typical of particle-sized inputs."""
-    from cryoxplain.explain.base import Target
-
     if kind == "cnn-classifier":
         torch.manual_seed(0)
         net = torch.nn.Sequential(

@@ -45,13 +45,11 @@ The blur is separable: ``L = G_σ X G_σᵀ`` with ``G_σ`` the (n, n) zero-padd
 so path points and their exact σ-derivatives are a few small matrix products, computed on the
 fly ``internal_batch_size`` points at a time by :func:`cryoxplain.explain.paths.integrate_path`.
 ``extras``: ``sigmas`` and ``scale_attribution`` (B, S) (the scale dimension), ``path_values``
-(B, S) f along the path (the paper's prediction trend), ``target_value``, ``baseline_value``, ``completeness_gap``
-(completeness gap, B), ``band_maps``/``band_sigmas`` when ``scale_bands > 0``, and the power
+(B, S) f along the path (the paper's prediction trend), ``target_value``, ``baseline_value`` and
+``completeness_gap`` (B,), ``band_maps``/``band_sigmas`` when ``scale_bands > 0``, and the power
 spectrum of the map (``spectrum``, ``spectrum_frequencies``).
 """
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import torch

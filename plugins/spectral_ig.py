@@ -22,7 +22,7 @@ sum telescopes to ``x - x'`` exactly.
 ``extras``: ``component_attribution`` (B, K), the part of the total carried by singular component
 k (sums over k to the map total); ``singular_values`` (B, K); ``path_t``, ``step_attribution`` and
 ``path_values`` (B, nodes): the path progress, each node's contribution and f along the path;
-``target_value``, ``baseline_value``, ``completeness_gap`` (completeness gap); ``spectrum``/``spectrum_frequencies``.
+``target_value``, ``baseline_value``, ``completeness_gap`` (B,); ``spectrum``/``spectrum_frequencies``.
 
 Defaults
 --------
