@@ -503,3 +503,33 @@ def test_noise_methods_do_not_depend_on_batching():
         ex.index_offset = 0
         other = ex.attribute(model, x[2:3], tgt)  # a different stack index → a different noise stream
         assert not np.allclose(other.maps[0], whole.maps[2])
+
+
+class D4(torch.nn.Module):
+    """A classifier made exactly invariant to the square's symmetries (90° rotations and the
+    transposition) by averaging over the eight."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return sum(self.net(torch.rot90(z, k, dims=(2, 3))) for z in (x, x.transpose(2, 3)) for k in range(4)) / 8
+
+
+@pytest.mark.parametrize("name,kw", [("blur_ig", dict(max_sigma=6.0, steps=16)), ("spectral_ig", dict(steps=16)),
+                                     ("lowpass_gradient", dict(cutoff=4))])
+def test_equivariant_under_rotations_of_an_invariant_model(name, kw):
+    """Gaussian blur, the SVD path (the paper's symmetry-preservation proposition: singular values
+    are invariant, singular vectors transform) and the box filter all commute with 90° rotations
+    and transposition, so an invariant model's attributions rotate with the particle."""
+    model = D4(classifier())
+    tgt = Target.from_callable(lambda o: o[:, 1], "class:1")
+    x = images(1)
+    ex = create_explainer(name, **kw)
+    a = ex.attribute(model, x, tgt).maps[0]
+    for k in (1, 2):
+        r = ex.attribute(model, torch.rot90(x, k, dims=(2, 3)), tgt).maps[0]
+        np.testing.assert_allclose(r, np.rot90(a, k), rtol=1e-5, atol=1e-6 * np.abs(a).max())
+    t = ex.attribute(model, x.transpose(2, 3), tgt).maps[0]
+    np.testing.assert_allclose(t, a.T, rtol=1e-5, atol=1e-6 * np.abs(a).max())

@@ -143,7 +143,7 @@ def lowpass_filter(phi, sigma: float, mask: str = "box", abs_input: bool = False
     even-sized maps.
     """
     is_np = not isinstance(phi, torch.Tensor)
-    t = torch.as_tensor(np.asarray(phi)) if is_np else phi
+    t = torch.as_tensor(np.ascontiguousarray(phi)) if is_np else phi
     if t.ndim < 2:
         raise ShapeError(f"lowpass_filter needs at least 2-D maps, got shape {tuple(t.shape)}")
     x = t.abs() if abs_input else t
