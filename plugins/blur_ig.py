@@ -93,34 +93,35 @@ def quadrature_nodes(max_sigma: float, steps: int, spacing: str, rule: str) -> t
     raise ParameterError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
 
 
-def _kernel(sigma: float, truncate: float):
-    """scipy.ndimage's 1-D Gaussian kernel (radius int(truncate·σ+0.5), normalised) and dk/dσ."""
-    if sigma <= 0:
-        return np.ones(1), np.zeros(1), 0
-    r = int(truncate * sigma + 0.5)
-    x = np.arange(-r, r + 1, dtype=np.float64)
-    e = np.exp(-0.5 * x ** 2 / sigma ** 2)
-    de = e * x ** 2 / sigma ** 3
-    s, ds = e.sum(), de.sum()
-    return e / s, (de * s - e * ds) / s ** 2, r
-
-
 def blur_matrices(n: int, sigmas, truncate: float = 4.0, derivative: bool = True,
                   dtype=torch.float32, device=None):
-    """Zero-padded Gaussian convolution matrices ``G_σ`` (S, n, n) and, if asked, ``dG_σ/dσ``."""
-    sig = np.atleast_1d(np.asarray(sigmas, dtype=np.float64))
-    i = np.arange(n)
-    diff = i[:, None] - i[None, :]
-    g = np.zeros((sig.size, n, n))
-    dg = np.zeros((sig.size, n, n)) if derivative else None
-    for k, s in enumerate(sig):
-        kern, dkern, r = _kernel(float(s), truncate)
-        inside = np.abs(diff) <= r
-        g[k][inside] = kern[diff[inside] + r]
-        if derivative:
-            dg[k][inside] = dkern[diff[inside] + r]
-    as_t = lambda a: torch.as_tensor(a, dtype=dtype, device=device)  # noqa: E731
-    return as_t(g), (as_t(dg) if derivative else None)
+    """Zero-padded Gaussian convolution matrices ``G_σ`` (M, n, n) and, if asked, ``∂G_σ/∂σ``.
+
+    Row i of ``G_σ`` holds scipy.ndimage's 1-D kernel centred on i: ``exp(-x²/2σ²)`` for
+    ``|x| ≤ r = int(truncate·σ + 0.5)``, normalised to sum 1 over ``[-r, r]``; taps falling outside
+    the image are dropped (``mode="constant"``).  σ = 0 gives the identity.  Built vectorised on
+    ``device``.  The derivative is that of the normalised kernel at fixed radius.
+    """
+    sig = torch.as_tensor(np.array(sigmas, dtype=np.float64).reshape(-1), device=device)
+    zero = sig <= 0
+    safe = torch.where(zero, torch.ones_like(sig), sig)
+    rad = torch.where(zero, torch.zeros_like(sig), torch.floor(truncate * sig + 0.5))
+    big = int(rad.max().item()) if sig.numel() else 0
+    xs = torch.arange(-big, big + 1, dtype=torch.float64, device=device)
+    ek = torch.exp(-0.5 * xs ** 2 / safe[:, None] ** 2) * (xs.abs() <= rad[:, None])
+    norm = ek.sum(1)[:, None, None]
+    i = torch.arange(n, dtype=torch.float64, device=device)
+    d = i[:, None] - i[None, :]
+    s3 = safe[:, None, None]
+    e = torch.exp(-0.5 * d ** 2 / s3 ** 2) * (d.abs() <= rad[:, None, None])
+    eye = torch.eye(n, dtype=torch.float64, device=device)
+    g = torch.where(zero[:, None, None], eye, e / norm)
+    if not derivative:
+        return g.to(dtype), None
+    dnorm = (ek * xs ** 2 / safe[:, None] ** 3).sum(1)[:, None, None]
+    dg = (e * d ** 2 / s3 ** 3 * norm - e * dnorm) / norm ** 2
+    dg = torch.where(zero[:, None, None], torch.zeros_like(dg), dg)
+    return g.to(dtype), dg.to(dtype)
 
 
 def gaussian_blur(x: torch.Tensor, sigma, truncate: float = 4.0) -> torch.Tensor:
@@ -162,17 +163,25 @@ class _BlurPath:
     def __init__(self, inputs, nodes, truncate, derivative, grad_step):
         self.inputs, self.nodes = inputs, np.asarray(nodes, dtype=np.float64)
         self.truncate, self.derivative, self.grad_step = truncate, derivative, grad_step
+        self._cache = None
 
     def _sig(self, alpha):
         return self.nodes[np.rint(alpha.detach().cpu().numpy()).astype(np.int64)]
 
+    def _both(self, alpha, idx):
+        # integrate_path asks for the points and then the velocity of the same nodes: compute the
+        # blur and its σ-derivative together once
+        if self._cache is None or self._cache[0] is not alpha or self._cache[1] is not idx:
+            pts, d = _blur_and_derivative(self.inputs[idx], self._sig(alpha), self.truncate, self.derivative,
+                                          self.grad_step)
+            self._cache = (alpha, idx, pts, -d)
+        return self._cache[2], self._cache[3]
+
     def __call__(self, alpha, idx):
-        return gaussian_blur(self.inputs[idx], self._sig(alpha), self.truncate)
+        return self._both(alpha, idx)[0]
 
     def velocity(self, alpha, idx):
-        _, d = _blur_and_derivative(self.inputs[idx], self._sig(alpha), self.truncate, self.derivative,
-                                    self.grad_step)
-        return -d
+        return self._both(alpha, idx)[1]
 
 
 class BlurIG(Explainer):
