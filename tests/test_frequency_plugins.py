@@ -533,3 +533,57 @@ def test_equivariant_under_rotations_of_an_invariant_model(name, kw):
         np.testing.assert_allclose(r, np.rot90(a, k), rtol=1e-5, atol=1e-6 * np.abs(a).max())
     t = ex.attribute(model, x.transpose(2, 3), tgt).maps[0]
     np.testing.assert_allclose(t, a.T, rtol=1e-5, atol=1e-6 * np.abs(a).max())
+
+
+class SinePixels(torch.nn.Module):
+    """f(x) = Σ_i a sin(ω_i x_i): each pixel has its own frequency ω_i (spec §A.3 toy model)."""
+
+    def __init__(self, omegas):
+        super().__init__()
+        self.w = torch.as_tensor(omegas, dtype=torch.float64)
+
+    def forward(self, x):
+        return torch.sin(self.w * x).flatten(1).sum(1, keepdim=True)
+
+
+def test_smoothgrad_is_a_band_pass_and_pixel_ranks_flip():
+    """Paper 001 §3.3 / Prop. 1: with additive Gaussian noise, SG_σ(x)_i = a ω_i cos(ω_i x_i)
+    exp(-σ²ω_i²/2) — the gradient's ω (high pass) times the kernel's Gaussian (low pass).  At x = 0
+    the ω = 10 pixel outranks the ω = 1 pixel at σ = 0.01 and the order flips at σ = 0.5."""
+    omegas = np.array([[1.0, 10.0], [3.0, 0.5]])
+    model = SinePixels(omegas)
+    tgt = Target.from_callable(lambda o: o[:, 0], "f")
+    x = torch.zeros(1, 1, 2, 2, dtype=torch.float64)
+    samples = 4000
+    sg = {}
+    for sigma in (0.01, 0.5):
+        a = create_explainer("spectral_lens", method="smoothgrad", combination="additive", level=sigma,
+                             max_noise_std=1.0, samples=samples, sample_batch=1000, min_change=0.0,
+                             internal_batch_size=4000).attribute(model, x, tgt)
+        expect = omegas * np.exp(-(sigma * omegas) ** 2 / 2)
+        # per-pixel standard error of the mean of ω cos(ω ε)
+        var = omegas ** 2 * (0.5 * (1 + np.exp(-2 * (sigma * omegas) ** 2)) - np.exp(-(sigma * omegas) ** 2))
+        se = np.sqrt(var / samples) + 1e-7
+        assert np.all(np.abs(a.maps[0] - expect) <= 4 * se + 1e-6 * expect)
+        sg[sigma] = a.maps[0]
+    assert sg[0.01][0, 1] > sg[0.01][0, 0]  # ω = 10 first when the noise is small
+    assert sg[0.5][0, 1] < sg[0.5][0, 0]    # ... last when it is large (band moved to low ω)
+
+
+def _xplique_forgrad_numpy(phi, sigma):
+    """Xplique's forgrad steps as documented in specs/spectral_methods.md §B.5 (square, even size):
+    |φ| → rfft2 → disk mask (dist ≤ σ from the centre of the shifted spectrum, moved to the
+    unshifted layout, first size//2+1 columns) → irfft2 → |·|."""
+    size = phi.shape[-1]
+    yy, xx = np.mgrid[:size, :size]
+    disk = np.sqrt((yy - size / 2) ** 2 + (xx - size / 2) ** 2) <= sigma
+    mask = np.fft.ifftshift(disk)[:, : size // 2 + 1]
+    return np.abs(np.fft.irfft2(np.fft.rfft2(np.abs(phi)) * mask, s=(size, size)))
+
+
+def test_lowpass_xplique_compatible_mode():
+    rng = np.random.default_rng(3)
+    phi = rng.normal(size=(3, 32, 32))
+    for sigma in (3, 7.5, 15):
+        ours = lowpass_filter(phi, sigma, "disk", abs_input=True, abs_output=True)
+        np.testing.assert_allclose(ours, _xplique_forgrad_numpy(phi, sigma), atol=1e-12)
