@@ -97,8 +97,6 @@ class AblationPath(Explainer):
             raise ParameterError("baseline_sigma_max must be ≥ baseline_sigma_min")
         if self.baseline == "file" and not self.baseline_path:
             raise ParameterError("baseline=file needs baseline_path=FILE.mrc")
-        if self.min_iters > self.max_iters:
-            raise ParameterError("min_iters must be ≤ max_iters")
 
     def path_config(self) -> PathConfig:
         c = self.config
