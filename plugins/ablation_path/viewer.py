@@ -150,7 +150,7 @@ h1{font-size:1.25em;margin:0 0 4px} .sub{color:#555;font-size:.9em;margin-bottom
 figure{margin:0;text-align:center} figcaption{font-size:.85em;color:#444;margin-top:3px}
 figure img{width:200px;height:200px;image-rendering:pixelated;border:1px solid #bbb;background:#000}
 .ctl{margin:12px 0;display:flex;gap:18px;align-items:center;flex-wrap:wrap}
-#t-slider{width:420px} #readout{font-family:monospace;font-size:1em}
+#t-slider{width:360px} #readout{font-family:monospace;font-size:1em;white-space:pre}
 table{border-collapse:collapse;font-size:.85em} td{padding:1px 8px;border-bottom:1px solid #ddd}
 svg text{font-size:11px;fill:#333}
 </style></head><body>
@@ -159,8 +159,8 @@ svg text{font-size:11px;fill:#333}
 <div class="ctl">
  <label>image <select id="img-select"></select></label>
  <label>t <input type="range" id="t-slider" min="0" max="1" step="1" value="0"></label>
- <span id="readout"></span>
  <label><input type="checkbox" id="comp-toggle"> show <span id="comp-label"></span></label>
+ <span id="readout"></span>
 </div>
 <div class="row">
  <figure><img id="img-xt" alt="x(t)"><figcaption>x(t) = x + φ(t)(x<sub>BL</sub> − x), fed to the model</figcaption></figure>
