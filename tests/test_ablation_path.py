@@ -165,12 +165,16 @@ def test_theorem5_first_gradient_is_integrated_gradients(toy):
 
 # ------------------------------------------------------------------------------ optimisation
 
-@pytest.mark.parametrize("objective", ["retain", "dissipate", "contrastive", "straddle"])
-def test_every_iterate_is_an_ablation_path(toy, objective):
+@pytest.mark.parametrize("objective,regularise,mono", [("retain", "state", "exact"), ("dissipate", "state", "exact"),
+                                                       ("contrastive", "state", "exact"),
+                                                       ("straddle", "state", "exact"),
+                                                       ("retain", "update", "fast")])
+def test_every_iterate_is_an_ablation_path(toy, objective, regularise, mono):
     model, x1, _ = toy
     x = torch.from_numpy(x1[:2]).unsqueeze(1)
     xb = torch.zeros_like(x)
-    cfg = PathConfig(objective=objective, n_t=8, mask_size=16, blur_sigma=3.0, max_iters=8, min_iters=8)
+    cfg = PathConfig(objective=objective, n_t=8, mask_size=16, blur_sigma=3.0, max_iters=8, min_iters=8,
+                     regularise=regularise, monotonise=mono)
     seen = []
 
     def cb(it, p, pd, val):
