@@ -163,6 +163,27 @@ def test_theorem5_first_gradient_is_integrated_gradients(toy):
     np.testing.assert_allclose(ours, -ref, atol=1e-5 * scale)
 
 
+def test_theorem5_against_cryoxplain_integrated_gradients(toy):
+    """Same statement against the project's own ``integrated_gradients`` plugin (zero baseline,
+    raw logit target, right Riemann rule): the affine-start retaining gradient is −IG."""
+    from cryoxplain.errors import PluginError
+
+    try:
+        ig = create_explainer("integrated_gradients", steps=10, rule="riemann_right", baseline="zero")
+    except PluginError:
+        pytest.skip("integrated_gradients plugin not installed (explainer-core not merged)")
+    model, x1, _ = toy
+    x = torch.from_numpy(x1[:2]).unsqueeze(1)
+    tgt = logit1()
+    ref = ig.attribute(model, x, tgt).maps
+    N = 10
+    ts = 1 - np.arange(1, N + 1) / N
+    phi = torch.from_numpy(np.broadcast_to(ts.reshape(1, N, 1, 1), (2, N, SIZE, SIZE)).copy())
+    _, g = path_values_and_grads(lambda X, idx: tgt(model(X)), x, torch.zeros_like(x), phi)
+    ours = g.mean(1).numpy()
+    np.testing.assert_allclose(ours, -ref, atol=1e-5 * np.abs(ref).max())
+
+
 # ------------------------------------------------------------------------------ optimisation
 
 @pytest.mark.parametrize("objective,regularise,mono", [("retain", "state", "exact"), ("dissipate", "state", "exact"),
@@ -422,3 +443,31 @@ def test_viewer_in_headless_chromium(viewer_page, tmp_path):
             assert errors == []
         finally:
             browser.close()
+
+
+def test_cli_explain_writes_viewer(tmp_path, toy):
+    """`cryoxplain explain --method ablation_path --html` (explainer-core's CLI hook)."""
+    from cryoxplain.cli.main import COMMANDS, main
+    from cryoxplain.io.mrc import write_mrc
+    from cryoxplain.models import registry
+
+    if "explain" not in COMMANDS or "classifier" not in registry.architectures():
+        pytest.skip("explain CLI / classifier architecture not merged yet")
+    torch.manual_seed(0)
+    model = registry.build_model("classifier", n_classes=2)
+    registry.save_model(tmp_path / "cls.safetensors", model, "classifier", {"n_classes": 2})
+    _, x1, _ = toy
+    write_mrc(tmp_path / "p.mrcs", x1[:2], voxel_size=2.0)
+    args = ["explain", str(tmp_path / "p.mrcs"), "-m", str(tmp_path / "cls.safetensors"), "--method", "ablation_path",
+            "-p", "mask_size=8", "-p", "max_iters=2", "-p", "baseline=zero", "-o", str(tmp_path / "a.h5"),
+            "--html", str(tmp_path / "v.html"), "-d", "cpu"]
+    def run(argv):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        return e.value.code
+
+    assert run(args) in (0, None)
+    text = (tmp_path / "v.html").read_text()
+    assert 'id="t-slider"' in text and text.count("data:image/png;base64,") >= 2 * 3 * 10
+    assert run(args[:-6] + ["-p", "objective=nope", "-o", str(tmp_path / "b.h5"), "-d", "cpu"]) == 2
+    assert not (tmp_path / "b.h5").exists()
