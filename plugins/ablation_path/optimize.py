@@ -131,8 +131,7 @@ def _objective_and_grad(cfg: PathConfig, score, x_tg, x_bl, phi, phi_down, need_
     """Objective value per image and the ascent direction(s) for the chosen objective."""
     n = phi.shape[1]
     obj = cfg.objective
-    if obj in ("retain", "dissipate", "contrastive", "straddle"):
-        v, g = path_values_and_grads(score, x_tg, x_bl, phi, cfg.eval_batch, need_grad)
+    v, g = path_values_and_grads(score, x_tg, x_bl, phi, cfg.eval_batch, need_grad)
     if obj == "retain":
         return v.mean(1), (g / n if need_grad else None), None
     if obj == "dissipate":
