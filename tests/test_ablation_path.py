@@ -268,6 +268,9 @@ def test_heatmaps_point_at_the_evidence(toy):
     s = st.attribute(model, x, logit1())
     for b in range(2):
         assert s.maps[b][d].mean() > s.maps[b][~d].mean()   # Θ_cav with the sign fixed
+    from cryoxplain_plugins.ablation_path.viewer import build_payload
+    pl = build_payload(s, x)
+    assert pl["comp_label"].startswith("φ↓") and len(pl["images"][0]["comp"]["x"]) == s.extras["path_down"].shape[1]
 
 
 def test_pixel_ablation_orientation():
@@ -358,6 +361,8 @@ def test_denoiser_target_and_extras(toy, tmp_path):
         assert h["ablation/extras/path"].shape == (3, 16, 16, 16)
     with pytest.raises(ShapeError):
         ex.attribute(den, x[:, 0], tgt)
+    ex.write_html(a, x, tmp_path / "den.html")          # raw scores, NaN baseline σ → null
+    assert '"baseline_sigma":null' in (tmp_path / "den.html").read_text()
 
 
 # ------------------------------------------------------------------------------ viewer
