@@ -110,7 +110,8 @@ def get_classifier(spec: str | None, vol):
                 from cryoxplain.models.registry import load_model
 
                 model, info = load_model(name)
-                return model, info.describe()
+                if getattr(model, "input_shape", None) in (None, (SIZE, SIZE)):
+                    return model, info.describe()
         except Exception:
             continue
     return train_stand_in(vol), "stand-in CNN (trained in this script)"

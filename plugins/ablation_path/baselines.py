@@ -86,12 +86,27 @@ def load_baseline_file(path: str) -> np.ndarray:
     return arr
 
 
+def normalize_per_image(imgs: np.ndarray) -> np.ndarray:
+    """``(x − μ)/σ`` per image (σ = 0 → 1): the normalisation cryoxplain's models are trained with."""
+    mu = imgs.mean(axis=(-2, -1), keepdims=True)
+    sd = imgs.std(axis=(-2, -1), keepdims=True)
+    return ((imgs - mu) / np.where(sd > 0, sd, 1.0)).astype(np.float32)
+
+
+def looks_normalized(x: np.ndarray, tol: float = 1e-3) -> bool:
+    """True when every image of ``x`` has mean ≈ 0 and standard deviation ≈ 1."""
+    mu = x.mean(axis=(-2, -1))
+    sd = x.std(axis=(-2, -1))
+    return bool(np.all(np.abs(mu) < tol) and np.all(np.abs(sd - 1) < 10 * tol))
+
+
 def make_baselines(kind: str, x: np.ndarray, *, predict=None, sigma: float = 0.0, sigma_min: float = 4.0,
-                   sigma_max: float = 100.0, path: str = "", seed: int = 0):
+                   sigma_max: float = 100.0, path: str = "", seed: int = 0, normalize_file: bool = False):
     """Baselines for a batch ``x`` ``(B, H, W)``.  Returns ``(x_bl (B,H,W), sigmas (B,), flipped (B,))``.
 
     ``sigma > 0`` fixes the blur σ; ``sigma = 0`` searches the minimal flipping σ with
-    ``predict`` (classifiers) and falls back to ``sigma_min`` without one.
+    ``predict`` (classifiers) and falls back to ``sigma_min`` without one.  ``normalize_file``
+    normalises the images of ``path`` per image before use (when the inputs are normalised).
     """
     B, H, W = x.shape
     sig = np.full(B, np.nan)
@@ -115,6 +130,8 @@ def make_baselines(kind: str, x: np.ndarray, *, predict=None, sigma: float = 0.0
     elif kind in ("mean", "file"):
         if path:
             imgs = load_baseline_file(path)
+            if normalize_file:
+                imgs = normalize_per_image(imgs)
             if imgs.shape[1:] != (H, W):
                 raise ShapeError(f"baseline file {path} has images of {imgs.shape[1:]}, inputs are {(H, W)}")
             if kind == "mean" or imgs.shape[0] == 1:

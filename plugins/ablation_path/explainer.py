@@ -11,7 +11,7 @@ import torch
 from cryoxplain.errors import ParameterError, ShapeError
 from cryoxplain.explain.base import Attribution, Explainer, Param, Target
 
-from .baselines import BASELINES, make_baselines, to_tensor
+from .baselines import BASELINES, looks_normalized, make_baselines, to_tensor
 from .heatmaps import REDUCERS, apply_window, reduce_path, transition_index, with_end_points
 from .optimize import OBJECTIVES, PathConfig, optimise_paths, path_values_and_grads, upsample
 from .projection import t_grid
@@ -80,6 +80,8 @@ class AblationPath(Explainer):
         Param("baseline_sigma_min", float, 4.0, "smallest blur σ searched", min=0.0),
         Param("baseline_sigma_max", float, 100.0, "largest blur σ searched", min=0.0),
         Param("baseline_path", str, "", "MRC image/stack for baseline=file or mean"),
+        Param("baseline_normalize", str, "auto", "normalise the baseline_path images per image, (x−μ)/σ, like "
+              "the inputs; auto = when every input is normalised", choices=("auto", "on", "off")),
         Param("score", str, "auto", "F: probability (softmax of a logit target), raw (the target value) or auto",
               choices=("auto", "probability", "raw")),
         Param("reducer", str, "auto", "heatmap: clt (class transition), avg, iwa (influence-weighted), cav "
@@ -151,7 +153,9 @@ class AblationPath(Explainer):
         x_np = inputs[:, 0].cpu().numpy().astype(np.float32)
         x_bl_np, bl_sigma, flipped = make_baselines(
             self.baseline, x_np, predict=predict, sigma=self.baseline_sigma, sigma_min=self.baseline_sigma_min,
-            sigma_max=self.baseline_sigma_max, path=self.baseline_path, seed=self.seed)
+            sigma_max=self.baseline_sigma_max, path=self.baseline_path, seed=self.seed,
+            normalize_file=self.baseline_normalize == "on" or (self.baseline_normalize == "auto"
+                                                               and looks_normalized(x_np)))
         x_bl = to_tensor(x_bl_np, inputs).unsqueeze(1)
         cfg = self.path_config()
         res = optimise_paths(score, inputs, x_bl, cfg)
