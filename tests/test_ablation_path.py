@@ -314,6 +314,10 @@ def test_cryoem_baselines(toy, tmp_path):
     write_mrc(f, x1[:5], voxel_size=1.0)
     out, _, _ = bl.make_baselines("mean", x1[:2], path=str(f))
     np.testing.assert_allclose(out[1], x1[:5].mean(0), atol=1e-5)
+    xn = bl.normalize_per_image(x1[:2])
+    assert bl.looks_normalized(xn) and not bl.looks_normalized(x1[:2] + 1)
+    out, _, _ = bl.make_baselines("mean", xn, path=str(f), normalize_file=True)
+    np.testing.assert_allclose(out[0], bl.normalize_per_image(x1[:5]).mean(0), atol=1e-5)
     bad = tmp_path / "bad.mrcs"
     write_mrc(bad, np.zeros((2, 8, 8), np.float32), voxel_size=1.0)
     with pytest.raises(ShapeError):
