@@ -137,3 +137,13 @@ def test_streaming_equals_in_memory(tmp_path, scale):
     d1, a1 = read_h5(tmp_path / "mem.h5")
     d2, a2 = read_h5(paths["h5"])
     assert a1 == {**a2, "files": a1["files"]} and all(np.array_equal(d1[k], d2[k]) for k in d1)
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    from cryoxplain.errors import ParameterError
+
+    res = simulate_particles(phantom(size=16, pixel_size=2.0), 3, seed=1, paired=True)
+    res.noisy2[1, 2, 3] = np.nan  # fails after clean and noisy were written to temporaries
+    with pytest.raises(ParameterError, match="NaN"):
+        write_simulation(res, tmp_path / "sim")
+    assert list(tmp_path.iterdir()) == []  # no outputs, no hidden temporaries
