@@ -211,3 +211,15 @@ def test_parameter_errors(small_phantom):
         simulate_particles(small_phantom, 2, dose=0)
     with pytest.raises(ParameterError):
         Density(np.zeros((4, 4, 5)), 1.0)
+
+
+def test_orientations_are_haar_uniform():
+    from scipy import stats
+
+    eul = matrix_to_euler(random_rotations(3000, np.random.default_rng(42)))
+    # Haar measure in ZYZ Euler angles: rot and psi uniform, cos(tilt) uniform on [-1, 1]
+    assert stats.kstest(np.cos(eul[:, 1]), "uniform", args=(-1, 2)).pvalue > 0.01
+    assert stats.kstest(eul[:, 0], "uniform", args=(-np.pi, 2 * np.pi)).pvalue > 0.01
+    assert stats.kstest(eul[:, 2], "uniform", args=(-np.pi, 2 * np.pi)).pvalue > 0.01
+    # and a non-uniform sampler (uniform tilt) is rejected
+    assert stats.kstest(np.cos(np.random.default_rng(0).uniform(0, np.pi, 3000)), "uniform", args=(-1, 2)).pvalue < 1e-6
