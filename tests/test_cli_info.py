@@ -26,4 +26,4 @@ def test_info_bad_file_exit_2(tmp_path):
     bad = tmp_path / "bad.mrc"
     bad.write_bytes(b"\0" * 2048)
     r = CliRunner().invoke(cli, ["info", str(bad)])
-    assert r.exit_code == 2 and "not an MRC file" in r.stderr
+    assert r.exit_code == 2 and "not an MRC file" in r.output

@@ -219,7 +219,7 @@ def test_malformed_input_cli_exit_2_no_output(tmp_path, kind):
     res = CliRunner().invoke(cli, ["simulate", str(p), "--pixel-size", "2", "-n", "2", "--box", "8",
                                    "-o", str(tmp_path / "out")])
     assert res.exit_code == 2, res.output
-    err = res.stderr.strip()
+    err = res.output.strip()
     assert err.startswith("cryoxplain: error:") and MALFORMED[kind] in err and "\n" not in err
     assert "Traceback" not in res.output
     assert sorted(q.name for q in tmp_path.iterdir()) == [p.name]  # nothing written

@@ -105,20 +105,20 @@ def test_cli_simulate_phantom_and_map(tmp_path, shared_data):
     clean, vs = read_mrc(tmp_path / "ph_clean.mrcs")
     assert clean.shape == (4, 24, 24) and vs == 1.0
     r2 = CliRunner().invoke(cli, ["simulate", "--phantom", "-n", "4", "--box", "24", "-o", str(tmp_path / "ph")])
-    assert r2.exit_code == 2 and "--force" in r2.stderr
+    assert r2.exit_code == 2 and "--force" in r2.output
     r3 = CliRunner().invoke(cli, ["simulate", "--phantom", "-n", "4", "--box", "24", "--snr", "1/64", "--seed", "3",
                                   "-o", str(tmp_path / "ph"), "--force"])
     assert r3.exit_code == 0 and np.array_equal(read_mrc(tmp_path / "ph_clean.mrcs")[0], clean)
     ribo = shared_data / "aspire_clean70SRibosome_vol_65p.mrc"
     r4 = CliRunner().invoke(cli, ["simulate", str(ribo), "-n", "2", "-o", str(tmp_path / "ribo")])
-    assert r4.exit_code == 2 and "--pixel-size" in r4.stderr
+    assert r4.exit_code == 2 and "--pixel-size" in r4.output
     assert not list(tmp_path.glob("ribo*"))
     r5 = CliRunner().invoke(cli, ["simulate", str(ribo), "--pixel-size", "5", "-n", "2", "--box", "48", "--ctf",
                                   "-o", str(tmp_path / "ribo")])
     assert r5.exit_code == 0, r5.output
     assert read_mrc(tmp_path / "ribo_clean_noctf.mrcs")[0].shape == (2, 48, 48)
     r6 = CliRunner().invoke(cli, ["simulate", "-n", "2", "-o", str(tmp_path / "x")])
-    assert r6.exit_code == 2 and "--phantom" in r6.stderr
+    assert r6.exit_code == 2 and "--phantom" in r6.output
 
 
 @pytest.mark.parametrize("scale", ["image", "stack"])
