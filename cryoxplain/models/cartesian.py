@@ -1,0 +1,87 @@
+"""Cartesian CNN denoiser: a DnCNN-style residual network on the pixel grid.
+
+Architecture (Zhang et al., "Beyond a Gaussian denoiser: residual learning of deep CNN for image
+denoising", IEEE TIP 26:3142, 2017; the thesis' cartesian baseline, §7.2)::
+
+    conv k×k (1 → width) + ReLU
+    (depth − 2) × [conv k×k (width → width, no bias) + BatchNorm + ReLU]
+    conv k×k (width → 1)                      → predicted noise n̂
+    output = input − n̂                        (residual learning)
+
+All convolutions use zero "same" padding, so the network is fully convolutional
+(``input_shape = None``) and an output pixel depends only on the input pixels within
+:attr:`CartesianDenoiser.receptive_radius` = ``depth·(k−1)/2`` of it — the fact that tiled
+micrograph denoising relies on.  The network works on *normalised* images (zero mean, unit
+standard deviation per image); the normalisation is applied by the callers
+(:mod:`cryoxplain.train` and :mod:`cryoxplain.denoise`), not stored in the weights.
+
+The spiral denoiser (:mod:`cryoxplain.models.spiral`) uses the same family and the same config
+keys (``depth``, ``width``, ``kernel_size``) so that the two can be compared at equal size.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import ParameterError
+from .registry import register_architecture
+
+#: default configuration of the cartesian denoiser (also the shipped default model's)
+DEFAULT_CONFIG = {"depth": 8, "width": 32, "kernel_size": 3}
+
+
+class CartesianDenoiser(nn.Module):
+    """DnCNN-style residual denoiser; see the module docstring.
+
+    Parameters
+    ----------
+    depth : int
+        Number of convolution layers (≥ 2).
+    width : int
+        Feature channels of the hidden layers.
+    kernel_size : int
+        Odd kernel size k of every convolution.
+
+    Input and output are ``(B, 1, H, W)`` float tensors of any H, W.
+    """
+
+    #: fully convolutional: any image size is accepted
+    input_shape = None
+
+    def __init__(self, depth: int = 8, width: int = 32, kernel_size: int = 3):
+        super().__init__()
+        depth, width, kernel_size = int(depth), int(width), int(kernel_size)
+        if depth < 2:
+            raise ParameterError(f"cartesian denoiser: depth must be ≥ 2, got {depth}")
+        if width < 1:
+            raise ParameterError(f"cartesian denoiser: width must be ≥ 1, got {width}")
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ParameterError(f"cartesian denoiser: kernel_size must be odd and ≥ 1, got {kernel_size}")
+        self.depth, self.width, self.kernel_size = depth, width, kernel_size
+        pad = kernel_size // 2
+        layers: list[nn.Module] = [nn.Conv2d(1, width, kernel_size, padding=pad), nn.ReLU(inplace=True)]
+        for _ in range(depth - 2):
+            layers += [nn.Conv2d(width, width, kernel_size, padding=pad, bias=False),
+                       nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+        layers.append(nn.Conv2d(width, 1, kernel_size, padding=pad))
+        self.body = nn.Sequential(*layers)
+
+    @property
+    def receptive_radius(self) -> int:
+        """Pixels of context on each side that influence one output pixel."""
+        return self.depth * (self.kernel_size // 2)
+
+    def config(self) -> dict:
+        return {"depth": self.depth, "width": self.width, "kernel_size": self.kernel_size}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != 1:
+            raise ValueError(f"expected a (B, 1, H, W) tensor, got {tuple(x.shape)}")
+        return x - self.body(x)
+
+
+@register_architecture("cartesian", task="denoise")
+def build_cartesian(depth: int = DEFAULT_CONFIG["depth"], width: int = DEFAULT_CONFIG["width"],
+                    kernel_size: int = DEFAULT_CONFIG["kernel_size"]) -> CartesianDenoiser:
+    """Factory used by :func:`cryoxplain.models.build_model` (``arch="cartesian"``)."""
+    return CartesianDenoiser(depth=depth, width=width, kernel_size=kernel_size)
