@@ -17,6 +17,9 @@ from ..errors import CryoxplainError
 
 # command name -> "module:attribute" (module relative to this package)
 COMMANDS: dict[str, str] = {
+    "denoise": "denoise:denoise",
+    "evaluate": "evaluate:evaluate",
+    "train": "train:train",
 }
 
 

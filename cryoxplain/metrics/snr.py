@@ -33,7 +33,7 @@ import numpy as np
 
 from ..errors import ParameterError, ShapeError
 
-__all__ = ["DenoiseMetrics", "FRCResult", "disc_mask", "frc", "frc_resolution", "psnr", "snr",
+__all__ = ["DenoiseMetrics", "FRCResult", "disc_mask", "evaluate_files", "frc", "frc_resolution", "psnr", "snr",
            "snr_db", "soft_disc_mask"]
 
 
@@ -327,3 +327,36 @@ def frc(image1, image2, pixel_size: float | None = None, mask="soft") -> FRCResu
     m = DenoiseMetrics(a.shape[1:], mask=None, pixel_size=pixel_size, frc_mask=mask)
     m.update(a, image2)
     return m.frc()
+
+
+def evaluate_files(clean, estimate, noisy=None, mask="disc", pixel_size: float | None = None,
+                   data_range: float | None = None, batch_size: int = 64) -> dict:
+    """Evaluate MRC files batch by batch (bounded memory); returns :meth:`DenoiseMetrics.result`.
+
+    The pixel size defaults to the clean file's header; the files must hold the same number of
+    images of the same shape.
+    """
+    from ..io.mrc import open_stack
+
+    paths = [("clean", clean), ("estimate", estimate)] + ([("noisy", noisy)] if noisy else [])
+    stacks = {}
+    try:
+        for name, p in paths:
+            stacks[name] = open_stack(p)
+        ref = stacks["clean"]
+        for name, st in stacks.items():
+            if st.shape != ref.shape:
+                raise ShapeError(f"{name} {paths[[n for n, _ in paths].index(name)][1]} has shape {st.shape}, "
+                                 f"clean has {ref.shape}; the stacks must correspond image by image")
+        ps = pixel_size if pixel_size else ref.voxel_size
+        m = DenoiseMetrics(ref.image_shape, mask=mask, pixel_size=ps, data_range=data_range)
+        its = {k: v.batches(batch_size) for k, v in stacks.items()}
+        for (_, c), (_, e) in zip(its["clean"], its["estimate"]):
+            n = next(its["noisy"])[1] if "noisy" in its else None
+            m.update(c, e, n)
+        res = m.result()
+        res["files"] = {k: str(v) for k, v in paths}
+        return res
+    finally:
+        for st in stacks.values():
+            st.close()
