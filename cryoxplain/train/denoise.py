@@ -118,6 +118,15 @@ def _rotate(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
+def _random_crop(x: torch.Tensor, y: torch.Tensor, size: int, gen: torch.Generator):
+    h, w = x.shape[-2:]
+    oy = torch.randint(0, h - size + 1, (len(x),), generator=gen)
+    ox = torch.randint(0, w - size + 1, (len(x),), generator=gen)
+    xs = torch.stack([x[i, :, oy[i]:oy[i] + size, ox[i]:ox[i] + size] for i in range(len(x))])
+    ys = torch.stack([y[i, :, oy[i]:oy[i] + size, ox[i]:ox[i] + size] for i in range(len(x))])
+    return xs, ys
+
+
 def augment_pair(x: torch.Tensor, y: torch.Tensor, mode: str, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Apply the same random symmetry to input ``x`` and target ``y`` (both (B, 1, H, W), on CPU).
 
@@ -272,7 +281,7 @@ def train_denoiser(noisy, clean=None, noisy2=None, *, arch: str = "cartesian", c
                    val_fraction: float = 0.1, batch_size: int = 16, lr: float = 1e-3, augment: str = "none",
                    checkpoint_every: int = 1, resume: bool = False, device: str = "auto",
                    callbacks: Sequence[Callback] = (), force: bool = False, progress: bool | None = None,
-                   metadata: dict | None = None) -> TrainResult:
+                   metadata: dict | None = None, crop: int | None = None) -> TrainResult:
     """Train a denoiser and (with ``out``) save it, its history and checkpoints.
 
     Parameters
@@ -303,6 +312,9 @@ def train_denoiser(noisy, clean=None, noisy2=None, *, arch: str = "cartesian", c
     force : overwrite an existing ``out``.
     progress : show a progress bar (None: only on a terminal).
     metadata : extra entries for the model file's ``training`` metadata.
+    crop : train on random ``crop``×``crop`` windows (one per image per epoch, the same window for
+        input and target; fully convolutional models only) — faster epochs, like Topaz's ``--crop``.
+        Validation always uses whole images.
 
     Returns
     -------
@@ -350,12 +362,18 @@ def train_denoiser(noisy, clean=None, noisy2=None, *, arch: str = "cartesian", c
     split = np.random.default_rng(int(seed)).permutation(n_img)
     val_idx, tr_idx = np.sort(split[:n_val]), np.sort(split[n_val:])
 
+    if crop is not None:
+        crop = int(crop)
+        if not 1 <= crop <= min(x_np.shape[-2:]):
+            raise ParameterError(f"crop {crop} must be between 1 and the image size {min(x_np.shape[-2:])}")
     config = dict(config or {})
     torch.manual_seed(int(seed))
     model = build_model(arch, **config)
     shape = getattr(model, "input_shape", None)
     if shape is not None and tuple(shape) != tuple(x_np.shape[-2:]):
         raise ShapeError(f"architecture {arch!r} with this config takes {tuple(shape)} images, the data are {x_np.shape[-2:]}")
+    if shape is not None and crop is not None and crop != shape[0]:
+        raise ParameterError(f"architecture {arch!r} takes fixed-size {tuple(shape)} images; random crops are not possible")
     if hasattr(model, "config") and callable(model.config):
         config = dict(model.config())  # complete with the defaults, so the file rebuilds the same net
     model.to(dev)
@@ -384,7 +402,7 @@ def train_denoiser(noisy, clean=None, noisy2=None, *, arch: str = "cartesian", c
 
     settings = {"arch": arch, "config": config, "seed": int(seed), "n_images": n_img, "n_val": n_val,
                 "val_fraction": float(val_fraction), "batch_size": int(batch_size), "lr": float(lr),
-                "augment": augment, "mode": "noise2noise" if noisy2 is not None else "supervised"}
+                "augment": augment, "crop": crop, "mode": "noise2noise" if noisy2 is not None else "supervised"}
     hist_path = history_path_for(out) if out is not None else None
     ckpt_path = checkpoint_path_for(out) if out is not None else None
 
@@ -441,7 +459,10 @@ def train_denoiser(noisy, clean=None, noisy2=None, *, arch: str = "cartesian", c
             idx = perm[s:s + batch_size]
             if len(idx) < 2 and n_tr >= 2:  # batch norm needs ≥ 2 samples; fold a lone remainder
                 continue
-            xb, yb = augment_pair(x_tr[idx], y_tr[idx], augment, gen)
+            xb, yb = x_tr[idx], y_tr[idx]
+            if crop is not None:
+                xb, yb = _random_crop(xb, yb, crop, gen)
+            xb, yb = augment_pair(xb, yb, augment, gen)
             xb, yb = xb.to(dev), yb.to(dev)
             optimizer.zero_grad(set_to_none=True)
             loss = torch.nn.functional.mse_loss(model(xb), yb)
