@@ -56,6 +56,26 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert other.history["val_loss"][1] != part.history["val_loss"][1]
 
 
+def test_resume_after_interruption_cosine(tmp_path):
+    noisy, clean = blobs(30, 24, seed=4)
+    kw = dict(KW, augment="rotate", lr_schedule="cosine")
+    full = train_denoiser(noisy, clean, epochs=3, seed=2, **kw)
+
+    def crash(model, epoch, *_):
+        if epoch == 2:
+            raise KeyboardInterrupt  # the session is cut off during epoch 2
+        return {}
+
+    out = tmp_path / "m.safetensors"
+    with pytest.raises(KeyboardInterrupt):
+        train_denoiser(noisy, clean, epochs=3, seed=2, out=out, callbacks=[crash], **kw)
+    assert not out.exists() and checkpoint_path_for(out).exists()
+    resumed = train_denoiser(noisy, clean, epochs=3, seed=2, out=out, resume=True, **kw)
+    for k, v in full.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
+    assert np.array_equal(full.history["val_loss"], resumed.history["val_loss"])
+
+
 def test_resume_with_other_settings_is_refused(tmp_path):
     noisy, clean = blobs(20, 16)
     train_denoiser(noisy, clean, epochs=1, seed=0, out=tmp_path / "m.safetensors", **KW)

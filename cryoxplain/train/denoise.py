@@ -281,7 +281,8 @@ def train_denoiser(noisy, clean=None, noisy2=None, *, arch: str = "cartesian", c
                    val_fraction: float = 0.1, batch_size: int = 16, lr: float = 1e-3, augment: str = "none",
                    checkpoint_every: int = 1, resume: bool = False, device: str = "auto",
                    callbacks: Sequence[Callback] = (), force: bool = False, progress: bool | None = None,
-                   metadata: dict | None = None, crop: int | None = None) -> TrainResult:
+                   metadata: dict | None = None, crop: int | None = None,
+                   lr_schedule: str = "constant") -> TrainResult:
     """Train a denoiser and (with ``out``) save it, its history and checkpoints.
 
     Parameters
@@ -312,6 +313,8 @@ def train_denoiser(noisy, clean=None, noisy2=None, *, arch: str = "cartesian", c
     force : overwrite an existing ``out``.
     progress : show a progress bar (None: only on a terminal).
     metadata : extra entries for the model file's ``training`` metadata.
+    lr_schedule : ``constant`` or ``cosine`` (lr·(1 + cos(π(e−1)/epochs))/2 in epoch e, decaying
+        towards 0 at the last epoch; resuming it requires the same ``epochs``).
     crop : train on random ``crop``×``crop`` windows (one per image per epoch, the same window for
         input and target; fully convolutional models only) — faster epochs, like Topaz's ``--crop``.
         Validation always uses whole images.
@@ -336,6 +339,8 @@ def train_denoiser(noisy, clean=None, noisy2=None, *, arch: str = "cartesian", c
         raise ParameterError(f"validation fraction must be in [0, 1), got {val_fraction}")
     if batch_size < 1 or checkpoint_every < 1:
         raise ParameterError("batch size and checkpoint interval must be ≥ 1")
+    if lr_schedule not in ("constant", "cosine"):
+        raise ParameterError(f"unknown learning-rate schedule {lr_schedule!r}; use constant or cosine")
     if not lr > 0:
         raise ParameterError(f"learning rate must be > 0, got {lr}")
     if clean is None and noisy2 is None:
@@ -402,7 +407,8 @@ def train_denoiser(noisy, clean=None, noisy2=None, *, arch: str = "cartesian", c
 
     settings = {"arch": arch, "config": config, "seed": int(seed), "n_images": n_img, "n_val": n_val,
                 "val_fraction": float(val_fraction), "batch_size": int(batch_size), "lr": float(lr),
-                "augment": augment, "crop": crop, "mode": "noise2noise" if noisy2 is not None else "supervised"}
+                "augment": augment, "crop": crop, "lr_schedule": lr_schedule,
+                **({"epochs": int(epochs)} if lr_schedule == "cosine" else {}), "mode": "noise2noise" if noisy2 is not None else "supervised"}
     hist_path = history_path_for(out) if out is not None else None
     ckpt_path = checkpoint_path_for(out) if out is not None else None
 
@@ -452,6 +458,9 @@ def train_denoiser(noisy, clean=None, noisy2=None, *, arch: str = "cartesian", c
     for epoch in bar:
         t0 = time.perf_counter()
         model.train()
+        if lr_schedule == "cosine":
+            for g in optimizer.param_groups:
+                g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / epochs))
         gen = _epoch_generator(seed, epoch)
         perm = torch.randperm(n_tr, generator=gen)
         tot, cnt = 0.0, 0
