@@ -39,10 +39,17 @@ def test_receptive_radius_is_exact():
         d = (m(x2) - m(x)).abs()[0, 0]
     ys, xs = np.nonzero(d.numpy() > 0)
     assert max(abs(ys - 20).max(), abs(xs - 20).max()) == 8
+    m = _model(depth=5, dilations=[1, 3, 2])
+    assert m.receptive_radius == 8
+    with torch.no_grad():
+        d = (m(x2) - m(x)).abs()[0, 0]
+    ys, xs = np.nonzero(d.numpy() > 0)
+    assert max(abs(ys - 20).max(), abs(xs - 20).max()) == 8
 
 
-def test_tiled_equals_whole_image_no_seams():
-    den = Denoiser(_model(), device="cpu")
+@pytest.mark.parametrize("dil", [None, [2, 3, 1]])
+def test_tiled_equals_whole_image_no_seams(dil):
+    den = Denoiser(_model(dilations=dil), device="cpu")
     rng = np.random.default_rng(0)
     img = (rng.normal(size=(150, 131)) + 3.0).astype(np.float32)
     whole = den.denoise_micrograph(img, patch_size=4096)
