@@ -8,7 +8,7 @@ box 64, uniformly random orientations, additive Gaussian noise at several SNRs
 (Var over the box-inscribed disc / σ²) so that one model covers SNR 1/2 … 1/32.
 
 Model: the cartesian DnCNN (``cryoxplain.models.cartesian.DEFAULT_CONFIG``), supervised MSE to the
-clean projections, D4 augmentation, random 48 px crops, Adam.  Everything is seeded: the same
+clean projections, D4 augmentation, random 48 px crops, Adam with cosine learning-rate decay.  Everything is seeded: the same
 command reproduces the same file on the same CPU/torch build.
 
     OMP_NUM_THREADS=1 nice python scripts/train_default_model.py --force
@@ -46,7 +46,7 @@ def main(argv=None):
     ap.add_argument("--box", type=int, default=64)
     ap.add_argument("--snrs", default="0.5,0.25,0.125,0.0625,0.03125")
     ap.add_argument("--n-per-snr", type=int, default=400)
-    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=24)
     ap.add_argument("--crop", type=int, default=48)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -68,7 +68,7 @@ def main(argv=None):
             "script": "scripts/train_default_model.py"}
     res = train_denoiser(noisy, clean, arch="cartesian", config=DEFAULT_CONFIG, epochs=args.epochs, seed=args.seed,
                          out=args.output, val_fraction=0.1, batch_size=args.batch_size, lr=args.lr, augment="d4",
-                         crop=args.crop, checkpoint_every=1, force=args.force, progress=False, metadata=meta,
+                         crop=args.crop, lr_schedule="cosine", checkpoint_every=1, force=args.force, progress=False, metadata=meta,
                          device="cpu")
     h = res.history
     for i in range(len(h["epoch"])):

@@ -47,6 +47,20 @@ def test_receptive_radius_is_exact():
     assert max(abs(ys - 20).max(), abs(xs - 20).max()) == 8
 
 
+def test_inference_form_equals_model():
+    m = _model(dilations=[1, 2, 2])
+    f = m.for_inference()
+    x = torch.randn(3, 1, 37, 29)
+    with torch.no_grad():
+        torch.testing.assert_close(f(x), m(x), rtol=1e-5, atol=1e-5)
+    den = Denoiser(m, device="cpu")
+    img = np.random.default_rng(0).normal(size=(37, 29)).astype(np.float32)
+    xn = (img - img.mean()) / img.std()
+    with torch.no_grad():
+        ref = m(torch.from_numpy(xn)[None, None])[0, 0].numpy() * img.std() + img.mean()
+    np.testing.assert_allclose(den.denoise_images(img), ref, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("dil", [None, [2, 3, 1]])
 def test_tiled_equals_whole_image_no_seams(dil):
     den = Denoiser(_model(dilations=dil), device="cpu")

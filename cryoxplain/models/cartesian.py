@@ -96,6 +96,38 @@ class CartesianDenoiser(nn.Module):
             raise ValueError(f"expected a (B, 1, H, W) tensor, got {tuple(x.shape)}")
         return x - self.body(x)
 
+    def for_inference(self) -> "nn.Module":
+        """A frozen copy for applying the trained net: every batch norm is folded into the preceding
+        convolution (the eval-mode function is unchanged up to float rounding) and the weights are
+        stored channels-last, which is markedly faster on CPUs (oneDNN).  Not for training."""
+        from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+        mods, out, i = list(self.body), [], 0
+        while i < len(mods):
+            if isinstance(mods[i], nn.Conv2d) and i + 1 < len(mods) and isinstance(mods[i + 1], nn.BatchNorm2d):
+                out.append(fuse_conv_bn_eval(mods[i].eval(), mods[i + 1].eval()))
+                i += 2
+            else:
+                out.append(mods[i])
+                i += 1
+        return _InferenceCartesian(nn.Sequential(*out), self.receptive_radius).eval()
+
+
+class _InferenceCartesian(nn.Module):
+    """The folded, channels-last form made by :meth:`CartesianDenoiser.for_inference`."""
+
+    input_shape = None
+
+    def __init__(self, body: nn.Sequential, receptive_radius: int):
+        super().__init__()
+        self.body = body.to(memory_format=torch.channels_last)
+        self.receptive_radius = receptive_radius
+        for p in self.parameters():
+            p.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x - self.body(x.contiguous(memory_format=torch.channels_last)).contiguous()
+
 
 @register_architecture("cartesian", task="denoise")
 def build_cartesian(depth: int = DEFAULT_CONFIG["depth"], width: int = DEFAULT_CONFIG["width"],
