@@ -146,3 +146,24 @@ def test_cli_train_and_mismatch_exit2(tmp_path):
     assert info.training["pixel_size_A"] == pytest.approx(2.0)
     r = CliRunner().invoke(cli, args + ["--clean", str(tmp_path / "c.mrcs")])
     assert r.exit_code == 2 and "exists" in r.output  # never overwritten without --force
+
+
+def test_cli_classify_task_delegates_or_refuses(tmp_path):
+    import importlib.util
+
+    r = CliRunner().invoke(cli, ["train", "--task", "classify", "-o", str(tmp_path / "c.safetensors"), "--epochs", "1"])
+    if importlib.util.find_spec("cryoxplain.train.classify") is None:
+        assert r.exit_code == 2 and "classify" in r.output
+    assert not (tmp_path / "c.safetensors").exists()
+
+
+def test_cli_train_rejects_classifier_arch_and_bad_config(tmp_path):
+    noisy, clean = blobs(10, 16)
+    write_mrc(tmp_path / "n.mrcs", noisy, 1.0)
+    write_mrc(tmp_path / "c.mrcs", clean, 1.0)
+    base = ["train", "--noisy", str(tmp_path / "n.mrcs"), "--clean", str(tmp_path / "c.mrcs"), "--epochs", "1",
+            "-o", str(tmp_path / "m.safetensors"), "-d", "cpu"]
+    for extra in (["--arch", "no-such-arch"], ["--config", "depth=1"], ["--config", "colour=3"], ["--config", "oops"]):
+        r = CliRunner().invoke(cli, base + extra)
+        assert r.exit_code == 2, (extra, r.output)
+    assert not (tmp_path / "m.safetensors").exists()
