@@ -51,6 +51,7 @@ def main(argv=None):
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--dilations", default=None, help="comma-separated hidden-layer dilations (default: none)")
     ap.add_argument("-o", "--output", default=str(DEFAULT_OUT))
     ap.add_argument("--force", action="store_true")
     args = ap.parse_args(argv)
@@ -66,7 +67,10 @@ def main(argv=None):
                      "snrs": snrs, "n_per_snr": args.n_per_snr, "simulation_seed": args.seed,
                      "noise": "additive Gaussian, sigma per image from Var(clean over disc)/SNR"},
             "script": "scripts/train_default_model.py"}
-    res = train_denoiser(noisy, clean, arch="cartesian", config=DEFAULT_CONFIG, epochs=args.epochs, seed=args.seed,
+    config = dict(DEFAULT_CONFIG)
+    if args.dilations:
+        config["dilations"] = [int(d) for d in args.dilations.split(",")]
+    res = train_denoiser(noisy, clean, arch="cartesian", config=config, epochs=args.epochs, seed=args.seed,
                          out=args.output, val_fraction=0.1, batch_size=args.batch_size, lr=args.lr, augment="d4",
                          crop=args.crop, lr_schedule="cosine", checkpoint_every=1, force=args.force, progress=False, metadata=meta,
                          device="cpu")
