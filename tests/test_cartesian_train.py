@@ -81,6 +81,8 @@ def test_resume_with_other_settings_is_refused(tmp_path):
     train_denoiser(noisy, clean, epochs=1, seed=0, out=tmp_path / "m.safetensors", **KW)
     with pytest.raises(ParameterError, match="different settings"):
         train_denoiser(noisy, clean, epochs=2, seed=1, out=tmp_path / "m.safetensors", resume=True, **KW)
+    with pytest.raises(ParameterError, match="data_sha1"):
+        train_denoiser(noisy + 1, clean, epochs=2, seed=0, out=tmp_path / "m.safetensors", resume=True, **KW)
     with pytest.raises(ParameterError, match="no checkpoint"):
         train_denoiser(noisy, clean, epochs=2, seed=0, out=tmp_path / "x.safetensors", resume=True, **KW)
 

@@ -403,9 +403,15 @@ def train_denoiser(noisy, clean=None, noisy2=None, *, arch: str = "cartesian", c
     clean_val_n = None if c_np is None else ((torch.from_numpy(c_np[val_idx])[:, None] - mu_val) / sd_val)
     x_val_dev = x_val.to(dev)
     clean_val_dev = None if clean_val_n is None else clean_val_n.to(dev)
+    import hashlib
+
+    digest = hashlib.sha1()  # identifies the training data, so a resume with other data is refused
+    for a in (x_np, c_np, n2_np):
+        digest.update(b"-" if a is None else a.tobytes())
     del x_np, c_np, n2_np
 
     settings = {"arch": arch, "config": config, "seed": int(seed), "n_images": n_img, "n_val": n_val,
+                "data_sha1": digest.hexdigest(),
                 "val_fraction": float(val_fraction), "batch_size": int(batch_size), "lr": float(lr),
                 "augment": augment, "crop": crop, "lr_schedule": lr_schedule,
                 **({"epochs": int(epochs)} if lr_schedule == "cosine" else {}), "mode": "noise2noise" if noisy2 is not None else "supervised"}
