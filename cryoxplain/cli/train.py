@@ -6,7 +6,7 @@ import json
 import click
 
 from ..errors import ParameterError
-from .common import batch_size_option, device_option, force_option, seed_option
+from .common import device_option, force_option, seed_option
 
 
 def _parse_config(items) -> dict:
@@ -38,7 +38,7 @@ def _parse_config(items) -> dict:
 @click.option("--augment", type=click.Choice(["none", "rot90", "flip", "d4", "rotate"]), default="none", show_default=True,
               help="Random symmetry per sample: 90° rotations, flips, both (d4), or arbitrary-angle rotation + flip.")
 @device_option
-@batch_size_option
+@click.option("--batch-size", "-b", type=click.IntRange(min=1), default=16, show_default=True, help="Images per optimisation step.")
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
 @click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True)
 @click.option("--val-fraction", type=float, default=0.1, show_default=True, help="Fraction of images held out.")
