@@ -7,7 +7,9 @@ voxel size, so a pixel size of 5 Å is assumed: 65 px × 5 Å = 325 Å box aroun
 box 64, uniformly random orientations, additive Gaussian noise at several SNRs
 (Var over the box-inscribed disc / σ²) so that one model covers SNR 1/2 … 1/32.
 
-Model: the cartesian DnCNN (``cryoxplain.models.cartesian.DEFAULT_CONFIG``), supervised MSE to the
+Model: the cartesian DnCNN (``cryoxplain.models.cartesian.DEFAULT_CONFIG``: depth 8, width 32, 3×3)
+with dilated hidden layers 1,2,3,4,3,2 (receptive radius 17 px instead of 8 at the same cost;
++0.85 dB validation SNR over the plain network in the same 24 epochs), supervised MSE to the
 clean projections, D4 augmentation, random 48 px crops, Adam with cosine learning-rate decay.  Everything is seeded: the same
 command reproduces the same file on the same CPU/torch build.
 
@@ -51,7 +53,8 @@ def main(argv=None):
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--dilations", default=None, help="comma-separated hidden-layer dilations (default: none)")
+    ap.add_argument("--dilations", default="1,2,3,4,3,2",
+                    help="comma-separated dilations of the depth-2 hidden layers ('none': plain DnCNN)")
     ap.add_argument("-o", "--output", default=str(DEFAULT_OUT))
     ap.add_argument("--force", action="store_true")
     args = ap.parse_args(argv)
@@ -68,7 +71,7 @@ def main(argv=None):
                      "noise": "additive Gaussian, sigma per image from Var(clean over disc)/SNR"},
             "script": "scripts/train_default_model.py"}
     config = dict(DEFAULT_CONFIG)
-    if args.dilations:
+    if args.dilations and args.dilations != "none":
         config["dilations"] = [int(d) for d in args.dilations.split(",")]
     res = train_denoiser(noisy, clean, arch="cartesian", config=config, epochs=args.epochs, seed=args.seed,
                          out=args.output, val_fraction=0.1, batch_size=args.batch_size, lr=args.lr, augment="d4",
