@@ -1,5 +1,4 @@
 """The shipped default denoiser: loadable without code execution, and it denoises in-distribution data."""
-import numpy as np
 import pytest
 
 from cryoxplain.denoise import Denoiser

@@ -7,7 +7,6 @@ import math
 
 import click
 
-from ..errors import CryoxplainError
 from .common import batch_size_option, force_option
 
 # subcommand name -> "module:attribute" (module relative to cryoxplain.cli), imported lazily
@@ -122,4 +121,4 @@ def snr(clean, estimate, noisy, mask, pixel_size, data_range, as_json, plot, bat
             click.echo(f"wrote {plot}")
 
 
-__all__ = ["CryoxplainError", "evaluate", "format_table", "plot_frc", "snr"]
+__all__ = ["SUBCOMMANDS", "evaluate", "format_table", "plot_frc", "snr"]
