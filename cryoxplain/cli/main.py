@@ -19,6 +19,9 @@ from ..errors import CryoxplainError
 COMMANDS: dict[str, str] = {
     "simulate": "simulate:simulate",
     "info": "info:info",
+    "denoise": "denoise:denoise",
+    "evaluate": "evaluate:evaluate",
+    "train": "train:train",
 }
 
 
