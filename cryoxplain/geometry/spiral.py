@@ -41,7 +41,8 @@ undefined).  We never extrapolate:
   of the outermost winding) gets an **all-zero row** – exactly the zero padding an ordinary CNN
   applies at the image border;
 * the spiral → grid operator is defined on :attr:`SpiralOperators.mask`, the pixels whose centre
-  lies within radius ``R`` *and* inside a Delaunay triangle of the spiral; rows of pixels outside
+  lies within :attr:`SpiralGeometry.mask_radius` ``= R − Δr`` (inside the outermost complete
+  winding, so the mask is a disc, symmetric under the 90° grid rotations); rows of pixels outside
   the mask are all zero.  What a model then puts outside the mask is the model's documented
   rule (see :mod:`cryoxplain.models.spiral`).
 
@@ -115,6 +116,17 @@ class SpiralGeometry:
     def radius(self) -> float:
         """Disc radius in pixels."""
         return (self.box_size - 1) / 2.0
+
+    @property
+    def mask_radius(self) -> float:
+        """Radius (px) of the disc on which the spiral → grid operator is defined.
+
+        ``R − winding_spacing``: the disc inside the outermost *complete* winding.  The outermost
+        winding climbs from ``R − Δr`` to ``R``, so the region between it and radius ``R`` is not
+        rotation-symmetric; excluding it makes the mask a true disc (exactly symmetric under the
+        90° rotations of the pixel grid, and invariant under any rotation up to pixelation).
+        """
+        return self.radius - self.winding_spacing
 
     @property
     def winding_spacing(self) -> float:
@@ -300,7 +312,8 @@ class SpiralOperators:
     spiral_to_ribbon : dict ``rows → csr (rows·n_spls, n_spls)`` – barycentric, ≤ 3 nnz/row; row
         ``a·n_spls + i`` is ribbon row ``a`` at path sample ``i``; zero rows outside the hull.
     spiral_to_grid : csr ``(box², n_spls)`` – barycentric, ≤ 3 nnz/row, zero outside :attr:`mask`.
-    mask : bool ``(box, box)`` – pixels where the spiral representation is defined.
+    mask : bool ``(box, box)`` – the disc of radius ``geometry.mask_radius`` where the spiral →
+        grid operator is defined.
     build_seconds : wall time of the construction (0 when loaded from a cache).
     """
 
@@ -347,8 +360,10 @@ def _build(geom: SpiralGeometry, rows: tuple[int, ...]) -> SpiralOperators:
     g2s = grid_to_points(geom.box_size, pts)
     ribbons = {k: _build_ribbon(geom, k, tri) for k in rows}
     grid = geom.grid_points()
-    within = np.hypot(grid[:, 0], grid[:, 1]) <= geom.radius + 1e-9
+    within = np.hypot(grid[:, 0], grid[:, 1]) <= geom.mask_radius + 1e-9
     s2g_in, inside = delaunay_interpolation(pts, grid[within], tri=tri, snap=np.ones(int(within.sum()), bool))
+    if not inside.all():  # cannot happen: the disc inside the last full winding is covered
+        raise RuntimeError(f"spiral {geom}: {int((~inside).sum())} mask pixels outside the triangulation")
     # scatter the rows of in-disc pixels into a box²-row matrix
     rows_idx = np.flatnonzero(within)
     coo = s2g_in.tocoo()
