@@ -103,7 +103,8 @@ class SparseResampler(nn.Module):
         if x.shape[1] == 0 or batch == 0:
             return x.new_zeros(batch * n_rows, x.shape[1])
         ind, off, w = self._batch_arrays(batch, transpose, x.dtype)
-        y = F.embedding_bag(ind, x, off, mode="sum", per_sample_weights=w)
+        # detach: autograd is handled by _SparseApply; this selects the forward-only kernel
+        y = F.embedding_bag(ind, x.detach(), off, mode="sum", per_sample_weights=w)
         if y.shape[0] != batch * n_rows:  # trailing empty rows are not emitted by embedding_bag
             y = torch.cat([y, y.new_zeros(batch * n_rows - y.shape[0], y.shape[1])])
         return y
@@ -172,18 +173,25 @@ class SpiralConv2d(nn.Module):
                              f"got {tuple(x.shape)}")
         r = self.ribbon_values(x)
         y = F.conv2d(r, self.weight, self.bias, padding=(0, self.kernel_size // 2))
-        return y[:, :, 0, :]
+        # squeeze, not y[:, :, 0]: its backward is a view, so gradients stay channels-last
+        return y.squeeze(2)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"n_spls={self.n_spls}, bias={self.bias is not None}")
 
 
-class _SpiralBN(nn.BatchNorm2d):
-    """BatchNorm over a spiral signal ``(B, C, n)`` (statistics over batch and path)."""
+class _SpiralBN(nn.BatchNorm1d):
+    """BatchNorm over a spiral signal ``(B, C, n)`` (statistics over batch and path).
 
-    def forward(self, x):  # keep the channels-last layout (unsqueeze → (B, C, 1, n))
-        return super().forward(x.unsqueeze(2))[:, :, 0, :]
+    Runs on the ``(B·n, C)`` channels-last view, so that forward and backward stay in that
+    layout (no copies); same parameters and buffers as ``BatchNorm1d/2d(C)``.
+    """
+
+    def forward(self, x):
+        B, C, n = x.shape
+        y = super().forward(x.transpose(1, 2).reshape(B * n, C))
+        return y.view(B, n, C).transpose(1, 2)
 
 
 OUTSIDE_RULES = ("passthrough", "zero")
@@ -222,9 +230,9 @@ class SpiralDenoiser(nn.Module):
         def conv(cin, cout, bias):
             return SpiralConv2d(cin, cout, self.kernel_size, ribbon=ribbon, bias=bias)
 
-        layers: list[nn.Module] = [conv(1, self.width, True), nn.ReLU(inplace=True)]
+        layers: list[nn.Module] = [conv(1, self.width, True), nn.ReLU()]
         for _ in range(self.depth - 2):
-            layers += [conv(self.width, self.width, False), _SpiralBN(self.width), nn.ReLU(inplace=True)]
+            layers += [conv(self.width, self.width, False), _SpiralBN(self.width), nn.ReLU()]
         layers.append(conv(self.width, 1, False))
         self.body = nn.Sequential(*layers)
 
