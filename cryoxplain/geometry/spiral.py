@@ -261,8 +261,8 @@ def _csr_from_fixed(idx: np.ndarray, w: np.ndarray, n_cols: int, drop: float = 1
     return mat
 
 
-#: barycentric tolerance for targets just outside the convex hull (see delaunay_interpolation)
-SNAP_TOLERANCE = 0.05
+#: how far (px) a target just outside the convex hull may be from it (see delaunay_interpolation)
+SNAP_DISTANCE = 0.25
 
 
 def delaunay_interpolation(source: np.ndarray, targets: np.ndarray, tri: Delaunay | None = None,
@@ -273,12 +273,12 @@ def delaunay_interpolation(source: np.ndarray, targets: np.ndarray, tri: Delauna
     row that sum to 1 where ``inside`` is True, and all-zero rows elsewhere (no extrapolation).
     Targets inside the convex hull reproduce linear functions exactly.
 
-    ``snap`` (bool per target) allows a target *just* outside the hull – barycentric coordinates
-    ≥ −:data:`SNAP_TOLERANCE` in its nearest triangle – to be interpolated with the negative
-    coordinates clamped to 0, i.e. from the hull edge next to it.  This matters for the spiral
-    because the hull of the samples is a polygon of chords *inside* the outermost winding: a
-    point on that winding between two samples is outside the hull by the sagitta of the chord
-    (≈ 1/(8R) px).
+    ``snap`` (bool per target) allows a target *just* outside the hull – one that lands in a
+    triangle when moved :data:`SNAP_DISTANCE` px towards the origin (the disc centre) – to be
+    interpolated in that triangle with its negative barycentric coordinates clamped to 0, i.e.
+    from the hull edge next to it.  This matters for the spiral because the hull of the samples
+    is a polygon of chords *inside* the outermost winding: a point on that winding between two
+    samples is outside the hull by the sagitta of the chord.
     """
     src = np.asarray(source, dtype=np.float64)
     tgt = np.asarray(targets, dtype=np.float64).reshape(-1, 2)
@@ -288,7 +288,9 @@ def delaunay_interpolation(source: np.ndarray, targets: np.ndarray, tri: Delauna
     if snap is not None:
         retry = (simplex < 0) & np.asarray(snap, dtype=bool)
         if retry.any():
-            simplex[retry] = tri.find_simplex(tgt[retry], bruteforce=True, tol=SNAP_TOLERANCE)
+            q = tgt[retry]
+            rq = np.maximum(np.hypot(q[:, 0], q[:, 1]), SNAP_DISTANCE)
+            simplex[retry] = tri.find_simplex(q * (1.0 - SNAP_DISTANCE / rq)[:, None], tol=1e-9)
     inside = simplex >= 0
     s = np.where(inside, simplex, 0)
     T = tri.transform[s]                       # (m, 3, 2): inverse affine map and offset
@@ -296,8 +298,15 @@ def delaunay_interpolation(source: np.ndarray, targets: np.ndarray, tri: Delauna
     bary = np.concatenate([b01, 1.0 - b01.sum(axis=1, keepdims=True)], axis=1)
     # points on an edge/vertex can get −1e-16 weights: clamp (renormalised in _csr_from_fixed)
     bary = np.clip(bary, 0.0, None)
-    bary[~inside] = 0.0
+    bary /= np.maximum(bary.sum(axis=1, keepdims=True), 1e-300)
     idx = tri.simplices[s].astype(np.int64)
+    if snap is not None and retry.any():
+        # a snapped target is interpolated at Σ w·p; reject it if that is too far away
+        eff = np.einsum("mk,mkd->md", bary[retry], src[idx[retry]])
+        far = np.hypot(*(eff - tgt[retry]).T) > SNAP_DISTANCE
+        where = np.flatnonzero(retry)[far]
+        inside[where] = False
+    bary[~inside] = 0.0
     return _csr_from_fixed(idx, bary, len(src), drop=1e-10), inside
 
 
