@@ -36,7 +36,7 @@ def _cartesian(depth, width, k):
             for _ in range(depth - 2):
                 layers += [nn.Conv2d(width, width, k, padding=k // 2, bias=False), nn.BatchNorm2d(width),
                            nn.ReLU()]
-            layers.append(nn.Conv2d(width, 1, k, padding=k // 2, bias=False))
+            layers.append(nn.Conv2d(width, 1, k, padding=k // 2))
             self.body = nn.Sequential(*layers)
 
         def forward(self, x):

@@ -35,7 +35,7 @@ class _LocalDnCNN(nn.Module):
         layers = [nn.Conv2d(1, width, k, padding=k // 2), nn.ReLU()]
         for _ in range(depth - 2):
             layers += [nn.Conv2d(width, width, k, padding=k // 2, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
-        layers.append(nn.Conv2d(width, 1, k, padding=k // 2, bias=False))
+        layers.append(nn.Conv2d(width, 1, k, padding=k // 2))
         self.body = nn.Sequential(*layers)
         self.input_shape = None
 
@@ -181,7 +181,9 @@ def test_registered_and_round_trips_through_model_file(tmp_path):
     with torch.no_grad():  # make running stats non-trivial
         m.train()(torch.randn(4, 1, 24, 24))
     m.eval()
-    cfg = dict(box_size=24, depth=3, width=4, kernel_size=3)
+    cfg = m.config()
+    assert cfg == dict(box_size=24, depth=3, width=4, kernel_size=3, n_wind=12, n_spls=434,
+                       outside="passthrough")
     path = save_model(tmp_path / "s.safetensors", m, "spiral", cfg, training={"epochs": 0})
     m2, info = load_model(path)
     assert info.arch == "spiral" and info.task == "denoise"

@@ -1,6 +1,6 @@
 """Archimedean spiral sampling, convolution ribbons and sparse resampling operators.
 
-This is the geometry behind the spiral CNN of Sagel's thesis (chapter 7, "Spiral convolutional
+This is the geometry behind the spiral CNN of J. Sagemüller's PhD thesis (2023) (chapter 7, "Spiral convolutional
 neural network", Eq. 7.4–7.7, Fig. 7.3–7.5).  All of the geometry of a spiral network lives
 here: the network itself only multiplies by fixed sparse matrices and runs ordinary
 convolutions.

@@ -1,6 +1,6 @@
 """Spiral CNN: ribbon convolutions on an Archimedean spiral and the spiral denoiser.
 
-Thesis chapter 7.3 (Sagel, "Spiral convolutional neural network"): images are represented by
+Thesis chapter 7.3 (J. Sagemüller, PhD thesis 2023, "Spiral convolutional neural network"): images are represented by
 their values on a spiral path through the disc (:mod:`cryoxplain.geometry.spiral`); a
 convolution resamples the previous layer's spiral signal onto a *ribbon* of ``k`` rows around
 the path with a fixed sparse matrix, then runs an ordinary ``k × k`` ``conv2d`` on the
@@ -233,8 +233,15 @@ class SpiralDenoiser(nn.Module):
         layers: list[nn.Module] = [conv(1, self.width, True), nn.ReLU()]
         for _ in range(self.depth - 2):
             layers += [conv(self.width, self.width, False), _SpiralBN(self.width), nn.ReLU()]
-        layers.append(conv(self.width, 1, False))
+        layers.append(conv(self.width, 1, True))
         self.body = nn.Sequential(*layers)
+
+    def config(self) -> dict:
+        """The complete config (defaults resolved): ``build_model("spiral", **config)`` rebuilds this net."""
+        g = self.geometry
+        return {"box_size": g.box_size, "depth": self.depth, "width": self.width,
+                "kernel_size": self.kernel_size, "n_wind": g.n_wind, "n_spls": g.n_spls,
+                "outside": self.outside}
 
     def check_input(self, x: torch.Tensor) -> None:
         if x.ndim != 4 or x.shape[1] != 1:
@@ -275,7 +282,7 @@ def spiral_param_count(depth: int, width: int, kernel_size: int = 3) -> int:
     k2 = kernel_size * kernel_size
     first = k2 * width + width
     middle = (depth - 2) * (k2 * width * width + 2 * width)
-    last = k2 * width
+    last = k2 * width + 1
     return first + middle + last
 
 
