@@ -43,12 +43,22 @@ class _LocalDnCNN(nn.Module):
         return x - self.body(x)
 
 
+try:  # the shared metric (branch `equivariance`); the local helper below until it is merged
+    from cryoxplain.metrics.equivariance import equivariance_error as _shared_equivariance_error
+except ImportError:
+    _shared_equivariance_error = None
+
+
 def _equivariance_error(fn, images, quarter_turns, mask):
     """E(θ) = ‖M⊙(F(R x) − R F(x))‖ / ‖M⊙R F(x)‖ over the batch, exact 90° rotations.
 
-    Local helper: switch to ``cryoxplain.metrics.equivariance.equivariance_error`` once the
-    equivariance branch is merged.
+    Uses ``cryoxplain.metrics.equivariance.equivariance_error`` when installed; otherwise the
+    same definition with ``torch.rot90`` (exact for multiples of 90°).
     """
+    if _shared_equivariance_error is not None:
+        with torch.no_grad():
+            res = _shared_equivariance_error(fn, images, [90.0 * q for q in quarter_turns], mask=mask)
+        return np.array([res[90.0 * q] for q in quarter_turns])
     out = []
     with torch.no_grad():
         fx = fn(images)
