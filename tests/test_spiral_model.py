@@ -202,6 +202,25 @@ def test_registered_and_round_trips_through_model_file(tmp_path):
         torch.testing.assert_close(m(x), m2(x))
 
 
+def test_inference_form_folds_batch_norm():
+    torch.manual_seed(0)
+    m = SpiralDenoiser(box_size=24, depth=4, width=6)
+    with torch.no_grad():  # non-trivial running statistics and affine parameters
+        m.train()(3 * torch.randn(8, 1, 24, 24) + 1)
+        for mod in m.modules():
+            if isinstance(mod, nn.BatchNorm1d):
+                mod.weight.uniform_(0.5, 2)
+                mod.bias.uniform_(-1, 1)
+    m.eval()
+    fast = m.for_inference()
+    assert not any(isinstance(mod, nn.BatchNorm1d) for mod in fast.modules())
+    assert not any(p.requires_grad for p in fast.parameters())
+    assert any(isinstance(mod, nn.BatchNorm1d) for mod in m.modules())   # the original is untouched
+    x = torch.randn(3, 1, 24, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), m(x), atol=1e-5, rtol=1e-5)
+
+
 def test_wrong_input_shape_is_a_clear_error():
     m = SpiralDenoiser(box_size=24, depth=3, width=4)
     with pytest.raises(ShapeError, match="24×24"):

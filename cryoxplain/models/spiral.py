@@ -269,6 +269,34 @@ class SpiralDenoiser(nn.Module):
             out = out * self.mask.to(out.dtype)
         return out
 
+    def for_inference(self) -> "SpiralDenoiser":
+        """A frozen copy for applying the trained net: every batch norm folded into the preceding
+        spiral convolution (same eval-mode function up to float rounding).  Not for training.
+        Used automatically by :mod:`cryoxplain.denoise` when present."""
+        import copy
+
+        net = copy.deepcopy(self, memo={id(self.ops): self.ops}).eval()
+        mods, out, i = list(net.body), [], 0
+        while i < len(mods):
+            m = mods[i]
+            if isinstance(m, SpiralConv2d) and i + 1 < len(mods) and isinstance(mods[i + 1], _SpiralBN):
+                bn = mods[i + 1]
+                folded = SpiralConv2d(m.in_channels, m.out_channels, m.kernel_size, ribbon=m.ribbon, bias=True)
+                with torch.no_grad():
+                    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                    folded.weight.copy_(m.weight * scale[:, None, None, None])
+                    b = m.bias if m.bias is not None else torch.zeros_like(bn.running_mean)
+                    folded.bias.copy_((b - bn.running_mean) * scale + bn.bias)
+                out.append(folded.to(m.weight.device))
+                i += 2
+            else:
+                out.append(m)
+                i += 1
+        net.body = nn.Sequential(*out)
+        for p in net.parameters():
+            p.requires_grad_(False)
+        return net.eval()
+
     def extra_repr(self) -> str:
         g = self.geometry
         return f"box_size={g.box_size}, n_wind={g.n_wind}, n_spls={g.n_spls}, outside={self.outside!r}"
