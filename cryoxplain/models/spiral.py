@@ -70,8 +70,8 @@ class SparseResampler(nn.Module):
         self.n_out, self.n_in = A.shape
         self.max_nnz = int(np.diff(A.indptr).max(initial=0))
         for prefix, M in (("f", A), ("t", A.T.tocsr())):
-            self.register_buffer(f"{prefix}_ind", torch.from_numpy(M.indices.astype(np.int64)), persistent=False)
-            self.register_buffer(f"{prefix}_ptr", torch.from_numpy(M.indptr[:-1].astype(np.int64)), persistent=False)
+            self.register_buffer(f"{prefix}_ind", torch.from_numpy(M.indices.astype(np.int32)), persistent=False)
+            self.register_buffer(f"{prefix}_ptr", torch.from_numpy(M.indptr[:-1].astype(np.int32)), persistent=False)
             self.register_buffer(f"{prefix}_w", torch.from_numpy(M.data.astype(np.float32)), persistent=False)
         self._batched: dict = {}
 
@@ -89,9 +89,11 @@ class SparseResampler(nn.Module):
             p = "t" if transpose else "f"
             ind, ptr, w = getattr(self, f"{p}_ind"), getattr(self, f"{p}_ptr"), getattr(self, f"{p}_w")
             n_cols = self.n_out if transpose else self.n_in
-            b = torch.arange(batch, device=ind.device)
-            hit = ((ind[None] + b[:, None] * n_cols).reshape(-1),
-                   (ptr[None] + b[:, None] * ind.numel()).reshape(-1),
+            # int32 indices (half the memory) unless batch × size would overflow them
+            it = torch.int32 if batch * max(n_cols, ind.numel()) < 2**31 - 1 else torch.int64
+            b = torch.arange(batch, device=ind.device, dtype=it)
+            hit = ((ind.to(it)[None] + b[:, None] * n_cols).reshape(-1),
+                   (ptr.to(it)[None] + b[:, None] * ind.numel()).reshape(-1),
                    w.to(dtype).repeat(batch))
             if len(self._batched) >= 8:
                 self._batched.clear()
