@@ -1,0 +1,331 @@
+"""Rotation-equivariance error of image-to-image models and rotation invariance of classifiers.
+
+Definition (used everywhere in cryoxplain; spec denoising.md §5)
+-----------------------------------------------------------------
+For a denoiser ``F``, images ``x_1..x_n`` and an angle θ,
+
+    E(θ) = ‖M ⊙ (F(R_θ x) − R_θ F(x))‖₂ / ‖M ⊙ R_θ F(x)‖₂
+
+where ``R_θ`` is the rotation of :mod:`cryoxplain.geometry.rotate` (exact pixel permutation for
+multiples of 90°, band-limited FFT three-shear otherwise), ``M`` a disc mask (default: the disc
+inscribed in the box, see :func:`~cryoxplain.geometry.rotate.disc_mask`), and the norms are taken
+over **all images together** (ratio of summed squares, so images with little signal do not
+dominate).  ``E = 0`` for an exactly equivariant ``F``; ``E ≈ √2`` for an ``F`` whose outputs of
+rotated inputs are unrelated to its rotated outputs.
+
+Reported on three sets of angles:
+
+* **grid** θ ∈ {90°, 180°, 270°}: the rotation is exact, so E isolates the model's own error;
+* **off-grid** random θ: includes the error of the band-limited rotation;
+* **floor**: the rotation operator's own round-trip error on the same images and angles,
+  ``‖M ⊙ (R_−θ R_θ x − x)‖₂ / ‖M ⊙ x‖₂`` (exactly 0 on the grid).  A model is never blamed for
+  an off-grid error at the level of the floor.
+
+For classifiers (outputs of shape ``(B, C)``: logits), rotation *invariance* is reported as the
+fraction of images whose predicted class is unchanged by the rotation (``agreement``) and the mean
+Kullback–Leibler divergence ``KL(p(x) ‖ p(R_θ x))`` of the softmax outputs (nats).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterable, Sequence, Union
+
+import numpy as np
+import torch
+
+from ..errors import ParameterError, ShapeError
+from ..geometry.rotate import disc_mask, rotate
+
+Array = Union[np.ndarray, torch.Tensor]
+
+__all__ = [
+    "GRID_ANGLES_DEG",
+    "as_image_function",
+    "equivariance_error",
+    "rotation_floor",
+    "classifier_invariance",
+    "evaluate_equivariance",
+    "EquivarianceReport",
+    "offgrid_angles",
+]
+
+GRID_ANGLES_DEG = (90.0, 180.0, 270.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+def _to_batch(images: Array) -> torch.Tensor:
+    """(H,W) / (B,H,W) / (B,1,H,W) numpy or torch → float tensor (B,1,H,W) (no copy if possible)."""
+    t = images if isinstance(images, torch.Tensor) else torch.as_tensor(np.asarray(images))
+    if t.ndim == 2:
+        t = t[None, None]
+    elif t.ndim == 3:
+        t = t[:, None]
+    elif t.ndim != 4 or t.shape[1] != 1:
+        raise ShapeError(f"expected images (H,W), (B,H,W) or (B,1,H,W), got shape {tuple(t.shape)}")
+    if not torch.is_floating_point(t):
+        t = t.float()
+    if t.shape[-1] != t.shape[-2]:
+        raise ShapeError(f"equivariance is measured on square boxes, got {t.shape[-2]}x{t.shape[-1]}")
+    if not torch.isfinite(t).all():
+        raise ParameterError("images contain NaN or infinite values")
+    return t
+
+
+def as_image_function(fn, device=None, batch_size: int = 64) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Wrap a model or callable into ``f(x: (B,1,H,W) tensor) -> tensor`` evaluated without gradients.
+
+    ``nn.Module``\\ s are put in eval mode (their previous mode is restored after each call), moved
+    inputs to the module's device and fed in batches of ``batch_size``; a model with a fixed
+    ``input_shape`` is checked against the images.  Plain callables receive the tensor as is and may
+    return numpy or torch, ``(B,H,W)`` or ``(B,1,H,W)``; classifiers return ``(B, C)`` logits.
+    """
+    if isinstance(fn, torch.nn.Module):
+        module = fn
+        if device is None:
+            p = next(module.parameters(), None)
+            device = p.device if p is not None else torch.device("cpu")
+
+        def f(x: torch.Tensor) -> torch.Tensor:
+            shape = getattr(module, "input_shape", None)
+            if shape is not None and tuple(shape) != tuple(x.shape[-2:]):
+                raise ShapeError(f"the model expects {tuple(shape)[0]}x{tuple(shape)[1]} images, "
+                                 f"got {x.shape[-2]}x{x.shape[-1]}; resample or crop the stack to the model's box size")
+            was_training = module.training
+            module.eval()
+            try:
+                outs = []
+                with torch.no_grad():
+                    for i in range(0, x.shape[0], batch_size):
+                        xb = x[i:i + batch_size].to(device=device, dtype=torch.float32)
+                        outs.append(module(xb).detach().to(x.device, torch.float64 if x.dtype == torch.float64 else torch.float32))
+                return torch.cat(outs)
+            finally:
+                module.train(was_training)
+
+        return f
+
+    def g(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            y = fn(x)
+        y = y if isinstance(y, torch.Tensor) else torch.as_tensor(np.asarray(y))
+        return y.to(x.device)
+
+    return g
+
+
+def _as_output_batch(y: torch.Tensor, n: int) -> torch.Tensor:
+    if y.ndim == 3:
+        y = y[:, None]
+    if y.ndim == 4 and y.shape[1] != 1:
+        raise ShapeError(f"image-to-image function returned {y.shape[1]} channels; expected 1")
+    if y.shape[0] != n:
+        raise ShapeError(f"function returned {y.shape[0]} outputs for {n} inputs")
+    return y
+
+
+def _is_classifier_output(y: torch.Tensor) -> bool:
+    return y.ndim == 2
+
+
+def _masked_sq(d: torch.Tensor, m: torch.Tensor) -> float:
+    return float(((m * d.double()) ** 2).sum())
+
+
+def _mask_tensor(mask, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
+    m = disc_mask(h, w) if mask is None else np.asarray(mask.detach().cpu() if isinstance(mask, torch.Tensor) else mask)
+    if m.shape != (h, w):
+        raise ShapeError(f"mask shape {m.shape} does not match images {h}x{w}")
+    return torch.as_tensor(m, dtype=torch.float64, device=like.device)
+
+
+def offgrid_angles(n: int, seed: int = 0, min_distance_deg: float = 2.0) -> list[float]:
+    """``n`` random angles (degrees, uniform on [0°, 360°)) at least ``min_distance_deg`` from any multiple of 90°."""
+    rng = np.random.default_rng(seed)
+    out: list[float] = []
+    while len(out) < n:
+        a = float(rng.uniform(0.0, 360.0))
+        d = abs(((a + 45.0) % 90.0) - 45.0)
+        if d >= min_distance_deg:
+            out.append(round(a, 4))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the metric
+# ---------------------------------------------------------------------------------------------
+def equivariance_error(fn, images: Array, angles_deg: Iterable[float], mask=None, *, method: str = "fft",
+                       batch_size: int = 64, outputs: torch.Tensor | None = None) -> dict[float, float]:
+    """E(θ) (module docstring) of an image-to-image ``fn`` for each angle in ``angles_deg`` (degrees).
+
+    ``fn``: an ``nn.Module`` or a callable on ``(B,1,H,W)`` tensors; ``images``: ``(B,H,W)`` or
+    ``(B,1,H,W)`` (numpy or torch, square boxes); ``mask``: ``(H,W)`` weights (default: inscribed
+    disc).  ``outputs`` may pass a precomputed ``fn(images)``.  Returns ``{angle_deg: E}``.
+    """
+    x = _to_batch(images)
+    f = as_image_function(fn, batch_size=batch_size)
+    n, _, h, w = x.shape
+    m = _mask_tensor(mask, h, w, x)
+    y = _as_output_batch(f(x) if outputs is None else outputs, n)
+    if _is_classifier_output(y):
+        raise ShapeError("fn returns (B, C) class scores; use classifier_invariance() for classifiers")
+    res: dict[float, float] = {}
+    for a in angles_deg:
+        a = float(a)
+        th = math.radians(a)
+        ry = rotate(y, th, method=method)
+        fr = _as_output_batch(f(rotate(x, th, method=method)), n)
+        den = _masked_sq(ry, m)
+        if den == 0.0:
+            raise ParameterError("the model output is zero inside the mask; the relative equivariance error is undefined")
+        res[a] = math.sqrt(_masked_sq(fr - ry, m) / den)
+    return res
+
+
+def rotation_floor(images: Array, angles_deg: Iterable[float], mask=None, *, method: str = "fft") -> dict[float, float]:
+    """The rotation operator's own error ``‖M⊙(R_−θ R_θ x − x)‖₂/‖M⊙x‖₂`` per angle (degrees), pooled over images."""
+    x = _to_batch(images).double()
+    n, _, h, w = x.shape
+    m = _mask_tensor(mask, h, w, x)
+    den = _masked_sq(x, m)
+    if den == 0.0:
+        raise ParameterError("images are zero inside the mask")
+    out = {}
+    for a in angles_deg:
+        th = math.radians(float(a))
+        back = rotate(rotate(x, th, method=method), -th, method=method)
+        out[float(a)] = math.sqrt(_masked_sq(back - x, m) / den)
+    return out
+
+
+def classifier_invariance(fn, images: Array, angles_deg: Iterable[float], *, method: str = "fft",
+                          batch_size: int = 64, logits: torch.Tensor | None = None) -> dict[float, dict[str, float]]:
+    """Rotation invariance of a classifier: ``{angle: {"agreement": …, "kl": …}}``.
+
+    ``agreement``: fraction of images whose arg-max class is the same for ``x`` and ``R_θ x``;
+    ``kl``: mean ``KL(softmax(f(x)) ‖ softmax(f(R_θ x)))`` in nats.  ``fn`` returns ``(B, C)`` logits.
+    """
+    x = _to_batch(images)
+    f = as_image_function(fn, batch_size=batch_size)
+    z0 = f(x) if logits is None else logits
+    if not _is_classifier_output(z0):
+        raise ShapeError(f"classifier_invariance needs (B, C) logits, got shape {tuple(z0.shape)}")
+    lp0 = torch.log_softmax(z0.double(), dim=1)
+    out = {}
+    for a in angles_deg:
+        z = f(rotate(x, math.radians(float(a)), method=method))
+        lp = torch.log_softmax(z.double(), dim=1)
+        kl = (lp0.exp() * (lp0 - lp)).sum(dim=1).mean()
+        agree = (lp0.argmax(1) == lp.argmax(1)).double().mean()
+        out[float(a)] = {"agreement": float(agree), "kl": float(kl)}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the report
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class EquivarianceReport:
+    """Result of :func:`evaluate_equivariance`.
+
+    ``task`` is ``denoise`` (``grid``/``offgrid``: ``{angle_deg: E}``) or ``classify``
+    (``grid``/``offgrid``: ``{angle_deg: {"agreement", "kl"}}``).  ``floor``: ``{angle_deg:
+    round-trip error of the rotation on the inputs}``; ``floor_output`` the same on ``F(x)``
+    (denoisers only: the rotation is applied to the outputs in E).
+    """
+
+    task: str
+    n_images: int
+    box: int
+    method: str
+    grid: dict = field(default_factory=dict)
+    offgrid: dict = field(default_factory=dict)
+    floor: dict = field(default_factory=dict)
+    floor_output: dict = field(default_factory=dict)
+    seed: int = 0
+    mask: str = "disc"
+
+    @staticmethod
+    def _mean(d: dict, key: str | None = None) -> float:
+        vals = [v[key] if key else v for v in d.values()]
+        return float(np.mean(vals)) if vals else float("nan")
+
+    @property
+    def summary(self) -> dict[str, float]:
+        if self.task == "classify":
+            return {"grid_agreement": self._mean(self.grid, "agreement"), "grid_kl": self._mean(self.grid, "kl"),
+                    "offgrid_agreement": self._mean(self.offgrid, "agreement"),
+                    "offgrid_kl": self._mean(self.offgrid, "kl"), "floor": self._mean(self.floor)}
+        return {"grid": self._mean(self.grid), "offgrid": self._mean(self.offgrid), "floor": self._mean(self.floor),
+                "floor_output": self._mean(self.floor_output)}
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for k in ("grid", "offgrid", "floor", "floor_output"):
+            d[k] = {f"{a:g}": v for a, v in d[k].items()}
+        d["summary"] = self.summary
+        d["definition"] = ("E(theta) = ||M*(F(R x) - R F(x))|| / ||M*R F(x)||, pooled over images; "
+                           "floor = ||M*(R_-theta R_theta x - x)|| / ||M*x||")
+        return d
+
+    def rows(self) -> list[tuple]:
+        """Table rows ``(kind, angle_deg, value(s)…, floor)`` in angle order."""
+        rows = []
+        for kind, d in (("grid", self.grid), ("off-grid", self.offgrid)):
+            for a in sorted(d):
+                rows.append((kind, a, d[a], self.floor.get(a, 0.0)))
+        return rows
+
+    def format_table(self) -> str:
+        lines = []
+        if self.task == "classify":
+            lines.append(f"{'set':<9}{'angle':>9}{'agreement':>11}{'KL(nats)':>11}{'floor':>11}")
+            for kind, a, v, fl in self.rows():
+                lines.append(f"{kind:<9}{a:>9.2f}{v['agreement']:>11.4f}{v['kl']:>11.3e}{fl:>11.3e}")
+            s = self.summary
+            lines.append(f"{'mean grid':<18}{s['grid_agreement']:>11.4f}{s['grid_kl']:>11.3e}")
+            lines.append(f"{'mean off':<18}{s['offgrid_agreement']:>11.4f}{s['offgrid_kl']:>11.3e}{s['floor']:>11.3e}")
+        else:
+            lines.append(f"{'set':<9}{'angle':>9}{'E(theta)':>11}{'floor':>11}")
+            for kind, a, v, fl in self.rows():
+                lines.append(f"{kind:<9}{a:>9.2f}{v:>11.4e}{fl:>11.3e}")
+            s = self.summary
+            lines.append(f"{'mean grid':<18}{s['grid']:>11.4e}{0.0:>11.3e}")
+            lines.append(f"{'mean off-grid':<18}{s['offgrid']:>11.4e}{s['floor']:>11.3e}")
+        lines.append(f"({self.n_images} images, {self.box}x{self.box} box, {self.mask} mask, rotation: {self.method})")
+        return "\n".join(lines)
+
+
+def evaluate_equivariance(fn, images: Array, n_offgrid: int = 8, seed: int = 0, *, mask=None,
+                          offgrid: Sequence[float] | None = None, method: str = "fft",
+                          batch_size: int = 64) -> EquivarianceReport:
+    """Full equivariance report of a denoiser (or invariance report of a classifier).
+
+    Grid angles 90/180/270° (exact), ``n_offgrid`` random angles drawn with ``seed`` (or the given
+    ``offgrid`` angles, degrees) with the band-limited rotation, and the rotation floor on the same
+    angles.  The task is detected from the output: ``(B, C)`` logits → classifier.
+    """
+    if n_offgrid < 0:
+        raise ParameterError(f"n_offgrid must be >= 0, got {n_offgrid}")
+    x = _to_batch(images)
+    n, _, h, w = x.shape
+    f = as_image_function(fn, batch_size=batch_size)
+    y = f(x)
+    angles_off = list(offgrid) if offgrid is not None else offgrid_angles(n_offgrid, seed)
+    mname = "disc" if mask is None else "custom"
+    floor = rotation_floor(x, list(GRID_ANGLES_DEG) + angles_off, mask=mask, method=method)
+    if _is_classifier_output(y):
+        rep = EquivarianceReport("classify", n, h, method, seed=seed, mask=mname)
+        rep.grid = classifier_invariance(f, x, GRID_ANGLES_DEG, method=method, logits=y)
+        rep.offgrid = classifier_invariance(f, x, angles_off, method=method, logits=y)
+        rep.floor = floor
+        return rep
+    y = _as_output_batch(y, n)
+    rep = EquivarianceReport("denoise", n, h, method, seed=seed, mask=mname)
+    rep.grid = equivariance_error(f, x, GRID_ANGLES_DEG, mask=mask, method=method, outputs=y)
+    rep.offgrid = equivariance_error(f, x, angles_off, mask=mask, method=method, outputs=y)
+    rep.floor = floor
+    rep.floor_output = rotation_floor(y, list(GRID_ANGLES_DEG) + angles_off, mask=mask, method=method)
+    return rep
