@@ -48,6 +48,9 @@ __all__ = [
     "evaluate_equivariance",
     "EquivarianceReport",
     "offgrid_angles",
+    "EquivarianceCallback",
+    "evaluate_stack_equivariance",
+    "plot_equivariance",
 ]
 
 GRID_ANGLES_DEG = (90.0, 180.0, 270.0)
@@ -329,3 +332,129 @@ def evaluate_equivariance(fn, images: Array, n_offgrid: int = 8, seed: int = 0, 
     rep.floor = floor
     rep.floor_output = rotation_floor(y, list(GRID_ANGLES_DEG) + angles_off, mask=mask, method=method)
     return rep
+
+
+# ---------------------------------------------------------------------------------------------
+# training-history callback
+# ---------------------------------------------------------------------------------------------
+class EquivarianceCallback:
+    """Training callback adding equivariance columns to a denoiser's per-epoch history.
+
+    Called as ``cb(model, epoch, val_noisy, val_clean) -> dict`` by
+    :func:`cryoxplain.train.train_denoiser` (eval mode, no gradients) with the normalised validation
+    inputs.  It measures the network itself on the first ``n_images`` validation images, always with
+    the same angles (so the curves are comparable across epochs), and returns
+
+    * ``equivariance``: mean E(θ) over ``n_offgrid`` fixed random off-grid angles (seeded) — the
+      error under arbitrary in-plane rotations, what the thesis' Fig 7.7–7.9 plot;
+    * ``equivariance_grid``: mean E over 90°, 180°, 270° (exact rotations: the network alone);
+    * ``equivariance_floor``: the rotation operator's mean round-trip floor on the same images and
+      off-grid angles (constant over epochs; shown beside the curve).
+    """
+
+    def __init__(self, n_images: int = 16, n_offgrid: int = 4, seed: int = 0, method: str = "fft"):
+        if n_images < 1 or n_offgrid < 1:
+            raise ParameterError("the equivariance callback needs n_images >= 1 and n_offgrid >= 1")
+        self.n_images, self.method = int(n_images), method
+        self.angles = offgrid_angles(int(n_offgrid), seed)
+        self._floor: float | None = None
+
+    def __call__(self, model, epoch, val_noisy, val_clean=None) -> dict:
+        if val_noisy is None or len(val_noisy) == 0:
+            return {}
+        x = val_noisy[: self.n_images]
+        f = as_image_function(model)
+        y = f(x)
+        off = equivariance_error(f, x, self.angles, method=self.method, outputs=y)
+        grid = equivariance_error(f, x, GRID_ANGLES_DEG, method=self.method, outputs=y)
+        if self._floor is None:
+            self._floor = float(np.mean(list(rotation_floor(x, self.angles, method=self.method).values())))
+        return {"equivariance": float(np.mean(list(off.values()))),
+                "equivariance_grid": float(np.mean(list(grid.values()))),
+                "equivariance_floor": self._floor}
+
+
+# ---------------------------------------------------------------------------------------------
+# model + stack (what `cryoxplain evaluate equivariance` calls)
+# ---------------------------------------------------------------------------------------------
+def _normalize(x: torch.Tensor) -> torch.Tensor:
+    """The denoisers' input normalisation (:mod:`cryoxplain.models.normalize`)."""
+    try:
+        from ..models.normalize import normalize
+    except ModuleNotFoundError:  # pragma: no cover - before the cartesian branch is merged
+        dims = tuple(range(1, x.ndim))
+        mu, sd = x.mean(dim=dims, keepdim=True), x.std(dim=dims, keepdim=True, unbiased=False)
+        return (x - mu) / torch.where(sd > 0, sd, torch.ones_like(sd))
+    return normalize(x)[0]
+
+
+def evaluate_stack_equivariance(stack, model="default", *, n_images: int = 64, n_offgrid: int = 8,
+                                seed: int = 0, device: str = "auto", batch_size: int = 64,
+                                method: str = "fft", angles_deg: Sequence[float] | None = None):
+    """Equivariance report of a saved model on (a seeded random subset of) an MRC particle stack.
+
+    ``model``: a model file or shipped model name (default: the shipped ``default`` model).  Up to
+    ``n_images`` images are drawn with ``seed``.  Each image is normalised once with its own
+    statistics (exactly as :mod:`cryoxplain.models.normalize` does before denoising) and the network
+    is measured in these units, so E reflects the network, not the per-box normalisation.
+    Returns ``(report, model_info)``.
+    """
+    from ..io.mrc import open_stack
+    from ..models.registry import load_model
+    from ..utils import resolve_device
+
+    if n_images < 1:
+        raise ParameterError(f"n_images must be >= 1, got {n_images}")
+    dev = resolve_device(device)
+    net, info = load_model(model, device=dev)
+    with open_stack(stack) as st:
+        h, w = st.image_shape
+        if h != w:
+            raise ShapeError(f"{stack}: images are {h}x{w}; equivariance is measured on square boxes")
+        n = len(st)
+        idx = np.arange(n) if n <= n_images else np.sort(np.random.default_rng(seed).choice(n, n_images, replace=False))
+        imgs = np.stack([st[int(i)] for i in idx])
+    x = _normalize(torch.from_numpy(imgs)[:, None])
+    rep = evaluate_equivariance(net, x, n_offgrid=n_offgrid, seed=seed, offgrid=angles_deg, method=method,
+                                batch_size=batch_size)
+    return rep, info
+
+
+def plot_equivariance(report: EquivarianceReport, path, *, title: str | None = None, force: bool = False):
+    """PNG of the error (denoisers: E(θ), log scale; classifiers: agreement and KL) vs angle, with the floor."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..io.atomic import atomic_path
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    ga, oa = sorted(report.grid), sorted(report.offgrid)
+    if report.task == "classify":
+        ax.plot(ga, [1 - report.grid[a]["agreement"] for a in ga], "s", color="C0", label="grid: 1 − agreement")
+        ax.plot(oa, [1 - report.offgrid[a]["agreement"] for a in oa], "o", color="C0", mfc="none",
+                label="off-grid: 1 − agreement")
+        ax.plot(ga, [report.grid[a]["kl"] for a in ga], "s", color="C1", label="grid: KL (nats)")
+        ax.plot(oa, [report.offgrid[a]["kl"] for a in oa], "o", color="C1", mfc="none", label="off-grid: KL (nats)")
+        ax.set_ylabel("rotation non-invariance")
+    else:
+        ax.plot(ga, [max(report.grid[a], 1e-16) for a in ga], "s", color="C0", ms=7, label="E(θ), grid (exact rotation)")
+        ax.plot(oa, [report.offgrid[a] for a in oa], "o", color="C0", mfc="none", label="E(θ), off-grid (FFT rotation)"
+                if report.method == "fft" else "E(θ), off-grid (spline rotation)")
+        ax.set_ylabel("equivariance error E(θ)")
+    fa = [a for a in oa if a in report.floor]
+    if fa:
+        ax.plot(fa, [max(report.floor[a], 1e-16) for a in fa], "x", color="0.4", label="rotation floor (inputs)")
+    ax.set_yscale("log")
+    ax.set_xlabel("rotation angle θ (degrees)")
+    ax.set_xlim(0, 360)
+    ax.set_xticks(range(0, 361, 45))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title or f"rotation equivariance ({report.n_images} images, {report.box}² box)", fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path, force=force) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
