@@ -71,7 +71,7 @@ CONFIGS = {
                  kernel_size=3, batch_size=32, lr=1e-3, eq_images=64, eq_angles=8, n_rot=8),
 }
 
-COLUMNS_PLOTTED = ("val_snr_out_db", "train_loss", "val_loss", "equivariance", "equivariance_grid")
+
 
 
 # ---------------------------------------------------------------------------------------------
@@ -376,8 +376,9 @@ def plot_experiment(results: dict, exp: str, path: Path) -> None:
         axes[2].plot(ep, h["equivariance"], marker="o", ms=3, label=f"{name} off-grid", **st)
         axes[2].plot(ep, np.maximum(h["equivariance_grid"], 1e-12), marker="s", ms=3, alpha=0.5,
                      label=f"{name} 90/180/270°", **dict(st, ls=":"))
-    fl = next(iter(per_model.values()))["equivariance_floor"]
-    axes[2].axhline(float(fl[0]), color="0.5", lw=1, ls="-.", label="rotation floor")
+    ref = next(iter(per_model.values())).get("equivariance_reference")
+    if ref is not None:
+        axes[2].axhline(float(ref[0]), color="0.5", lw=1, ls="-.", label="isotropic-blur reference")
     axes[0].set(xlabel="epoch", ylabel="validation SNR_out (dB, disc)", title="denoising score")
     axes[1].set(xlabel="epoch", ylabel="MSE (normalised units)", title="loss", yscale="log")
     axes[2].set(xlabel="epoch", ylabel="equivariance error E", title="equivariance", yscale="log")
@@ -395,12 +396,12 @@ def plot_experiment(results: dict, exp: str, path: Path) -> None:
 
 def format_table(results: dict) -> str:
     lines = [f"{'experiment':<11}{'model':<11}{'params':>8}{'SNRout dB':>10}{'val loss':>10}{'gap':>9}"
-             f"{'E0 off':>9}{'E off':>9}{'E grid':>9}{'floor':>9}"]
+             f"{'E0 off':>9}{'E off':>9}{'E grid':>9}{'iso-ref':>9}"]
     for exp, pm in results["experiments"].items():
         for name, h in pm.items():
             lines.append(f"{exp:<11}{name:<11}{results['models'][name]['n_params']:>8d}{h['val_snr_out_db'][-1]:>10.2f}"
                          f"{h['val_loss'][-1]:>10.4f}{_overfit(h):>9.4f}{h['equivariance'][0]:>9.4f}"
-                         f"{h['equivariance'][-1]:>9.4f}{h['equivariance_grid'][-1]:>9.4f}{h['equivariance_floor'][-1]:>9.4f}")
+                         f"{h['equivariance'][-1]:>9.4f}{h['equivariance_grid'][-1]:>9.4f}{h['equivariance_reference'][-1]:>9.4f}")
     lines.append("gap = final val loss - final train loss; E0 = epoch 0 (untrained); E = final epoch")
     for c in results["claims"]:
         lines.append(f"- {c['claim']}: {c['verdict']}")

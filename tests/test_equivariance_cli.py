@@ -74,11 +74,12 @@ def test_cli_table_json_plot_and_errors(tmp_path, models):
     assert (tmp_path / "e.png").read_bytes()[:4] == b"\x89PNG"
     assert st.read_bytes() == before
     r = CliRunner().invoke(equivariance, [str(st), "-m", str(models[0]), "-n", "3", "--angles", "33,200.5",
-                                          "--device", "cpu", "--json"])
+                                          "--device", "cpu", "--json", "--taper", "0"])
     assert r.exit_code == 0, r.output
     d = json.loads(r.output)
     assert set(d["offgrid"]) == {"33", "200.5"} and set(d["grid"]) == {"90", "180", "270"}
-    assert d["summary"]["grid"] < 1e-5 and d["arch"] == "_eqv_test_net"
+    assert d["summary"]["grid"] < 1e-5 and d["arch"] == "_eqv_test_net" and "taper 0" in d["mask"]
+    assert d["summary"]["reference"] >= 0 and set(d["reference"]) == {"33", "200.5"}
     # existing plot without --force: refused before any work
     r = CliRunner().invoke(equivariance, [str(st), "-m", str(models[0]), "--plot", str(tmp_path / "e.png")])
     assert r.exit_code != 0
@@ -92,7 +93,7 @@ def test_callback_columns():
     cb = EquivarianceCallback(n_images=3, n_offgrid=2, seed=1)
     iso = cb(_Net(True), 0, x, None)
     ani = cb(_Net(False), 0, x, None)
-    assert set(iso) == {"equivariance", "equivariance_grid", "equivariance_floor"}
+    assert set(iso) == {"equivariance", "equivariance_grid", "equivariance_floor", "equivariance_reference"}
     assert iso["equivariance_grid"] < 1e-5 < 0.3 < ani["equivariance_grid"]
     assert ani["equivariance"] > iso["equivariance"]
     assert iso["equivariance_floor"] == ani["equivariance_floor"] > 0

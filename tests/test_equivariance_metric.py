@@ -133,6 +133,7 @@ def test_blur_is_equivariant_within_floor_and_gradient_is_not():
     assert max(rep.grid.values()) < 1e-10  # exact: grid rotation commutes with an isotropic blur
     floor = max(rep.floor[a] for a in rep.offgrid)
     assert max(rep.offgrid.values()) < max(10 * floor, 1e-5)
+    assert rep.summary["reference"] < 1e-5  # the isotropic reference is itself an exactly equivariant blur
 
     grad = evaluate_equivariance(_horizontal_gradient, imgs, n_offgrid=5, seed=3)
     assert min(grad.grid.values()) > 0.3  # 90°: d/dx becomes d/dy, an unrelated image
@@ -156,6 +157,21 @@ def test_equivariance_error_on_module_and_identity():
     e2 = equivariance_error(conv, imgs, GRID_ANGLES_DEG)
     assert conv.training  # mode restored
     assert e2[180.0] == pytest.approx(2.0, rel=1e-5)
+
+
+def test_reference_and_default_mask_on_noise():
+    """On pixel noise the round-trip floor is large, the isotropic reference small, and the tapered
+    default mask gives a smaller reference error than a hard disc."""
+    from cryoxplain.metrics.equivariance import default_mask, isotropic_reference
+
+    noise = np.random.default_rng(2).standard_normal((6, N, N))
+    ang = offgrid_angles(3, seed=0)
+    fl = np.mean(list(rotation_floor(noise, ang).values()))
+    ref = np.mean(list(isotropic_reference(noise, ang).values()))
+    ref_hard = np.mean(list(isotropic_reference(noise, ang, mask=disc_mask(N)).values()))
+    assert ref < fl / 5 and ref < ref_hard
+    m = default_mask(N)
+    assert m.max() == 1 and 0 < m[N // 2, 1] < 1 and np.array_equal(m, np.rot90(m))
 
 
 def test_floor_shrinks_as_images_get_smoother():

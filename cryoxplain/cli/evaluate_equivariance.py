@@ -32,18 +32,26 @@ def _angles(text: str | None):
 @click.option("--angles", default=None, help="Explicit off-grid angles in degrees, comma-separated (replaces --n-offgrid).")
 @click.option("--rotation", "method", type=click.Choice(["fft", "spline"]), default="fft", show_default=True,
               help="Off-grid rotation: band-limited FFT three-shear or order-5 spline.")
+@click.option("--radius", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Mask radius in pixels [default: box/2].")
+@click.option("--taper", type=click.FloatRange(min=0), default=None,
+              help="Raised-cosine mask edge in pixels (0: hard disc) [default: box/8].")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write a PNG of the error vs angle.")
 @seed_option
 @device_option
 @batch_size_option
 @force_option
-def equivariance(stack, model, n_images, n_offgrid, angles, method, as_json, plot, seed, device, batch_size, force):
+def equivariance(stack, model, n_images, n_offgrid, angles, method, radius, taper, as_json, plot, seed, device,
+                 batch_size, force):
     """Rotation-equivariance error of MODEL on particles of STACK.
 
-    E(θ) = ‖M⊙(F(R_θ x) − R_θ F(x))‖ / ‖M⊙R_θ F(x)‖ (M: disc inscribed in the box, pooled over
-    images) at 90/180/270° (exact rotations) and at random off-grid angles (band-limited rotation),
-    with the rotation operator's own round-trip floor ‖M⊙(R_−θ R_θ x − x)‖/‖M⊙x‖ beside it.
+    E(θ) = ‖M⊙(F(R_θ x) − R_θ F(x))‖ / ‖M⊙R_θ F(x)‖ (M: disc inscribed in the box with a tapered
+    edge, pooled over images) at 90/180/270° (exact rotations) and at random off-grid angles
+    (band-limited rotation), with the rotation operator's own round-trip floor
+    ‖M⊙(R_−θ R_θ x − x)‖/‖M⊙x‖ on the inputs and outputs, and the E of an exactly equivariant
+    isotropic blur (iso-ref: what the measurement itself contributes) beside it.  The network is
+    measured on the images normalised as for denoising.
     Classifiers report prediction agreement and the KL divergence of their softmax outputs instead.
     """
     from ..io.atomic import check_output
@@ -53,7 +61,7 @@ def equivariance(stack, model, n_images, n_offgrid, angles, method, as_json, plo
         check_output(plot, force=force, inputs=(stack,))
     rep, info = evaluate_stack_equivariance(stack, model, n_images=n_images, n_offgrid=n_offgrid, seed=seed,
                                             device=device, batch_size=batch_size, method=method,
-                                            angles_deg=_angles(angles))
+                                            angles_deg=_angles(angles), radius=radius, taper=taper)
     if plot:
         plot_equivariance(rep, plot, force=force, title=f"{info.arch} model on {click.format_filename(stack)}")
     if as_json:
