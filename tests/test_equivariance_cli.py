@@ -97,3 +97,9 @@ def test_callback_columns():
     assert iso["equivariance_grid"] < 1e-5 < 0.3 < ani["equivariance_grid"]
     assert ani["equivariance"] > iso["equivariance"]
     assert iso["equivariance_floor"] == ani["equivariance_floor"] > 0
+
+
+def test_callback_skips_non_square_and_empty():
+    cb = EquivarianceCallback(n_images=2, n_offgrid=1)
+    assert cb(_Net(True), 0, torch.randn(2, 1, 16, 20), None) == {}
+    assert cb(_Net(True), 0, torch.randn(0, 1, 16, 16), None) == {}

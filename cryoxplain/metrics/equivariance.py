@@ -421,8 +421,8 @@ class EquivarianceCallback:
         self._ref: float | None = None
 
     def __call__(self, model, epoch, val_noisy, val_clean=None) -> dict:
-        if val_noisy is None or len(val_noisy) == 0:
-            return {}
+        if val_noisy is None or len(val_noisy) == 0 or val_noisy.shape[-1] != val_noisy.shape[-2]:
+            return {}  # nothing to measure on (no validation split, or non-square boxes)
         x = val_noisy[: self.n_images]
         f = as_image_function(model)
         y = f(x)
