@@ -162,14 +162,17 @@ def model_specs(cfg: dict, models: list[str]) -> dict[str, tuple[str, dict]]:
 
 
 def spiral_geometry(cfg: dict) -> dict:
-    """Geometry keys of the spiral model for the configured box (see cryoxplain.models.spiral)."""
+    """Geometry keys of the spiral model for the configured box (the factory's box-size keyword;
+    windings and samples keep the spiral model's defaults: ~1 px spacing)."""
     import inspect
 
-    from cryoxplain.models import spiral
+    from cryoxplain.models.registry import _ARCHS, _ensure_builtin_archs
 
-    factory = spiral.build_spiral if hasattr(spiral, "build_spiral") else None
-    params = inspect.signature(factory).parameters if factory else {}
-    for key in ("box", "size", "image_size"):
+    _ensure_builtin_archs()
+    if "spiral" not in _ARCHS:
+        raise SystemExit("the spiral architecture is not available in this installation")
+    params = inspect.signature(_ARCHS["spiral"][0]).parameters
+    for key in ("box_size", "box", "size", "image_size"):
         if key in params:
             return {key: cfg["box"]}
     return {}
