@@ -39,6 +39,9 @@ def test_claims_thesis_like_and_contrary():
     verdicts = [c["verdict"] for c in B.check_claims(contrary)]
     assert all(v == "not confirmed" for v in verdicts), verdicts
     assert B.check_claims({"experiments": {"snr4": {"cartesian": _hist(1, 1)}}})[0]["verdict"].startswith("not tested")
+    # claim 1 is judged after the first epoch: an epoch-0 advantage alone is not enough
+    early = {"experiments": {"snr4": {"spiral": _hist(0.01, 0.61), "cartesian": _hist(0.3, 0.3)}}}
+    assert B.check_claims(early)[0]["verdict"] == "not confirmed"
 
 
 def test_tiny_end_to_end(tmp_path, shared_data):
