@@ -12,7 +12,12 @@ same noise, same validation split, same seed):
 Models of matched size (same depth / width / kernel size; parameter counts printed and checked):
 ``spiral`` (cryoxplain.models.spiral), ``cartesian`` (DnCNN-style, cryoxplain.models.cartesian) and,
 when the optional ``e2cnn`` package is installed, ``steerable``: a C_N steerable CNN of the same
-depth (exactly equivariant to rotations by multiples of 360°/N; the upper anchor).
+depth (the upper anchor: exactly equivariant to 90° rotations on the pixel grid; for N = 8 the 45°
+steps are only approximate with 3×3 kernels).
+
+``--target signal`` (default, the thesis' formulation §7.1): the networks predict the clean image,
+``F(x) = body(x)``.  ``--target noise``: residual learning, ``F(x) = x − body(x)``, exactly as the
+shipped ``spiral``/``cartesian`` architectures do.  Both use the same layers and parameters.
 
 Per epoch (epoch 0 = before training) the history records the validation denoising score (MSE
 loss in normalised units, SNR_out in dB against the ground truth, PSNR), the training loss, and
@@ -104,8 +109,9 @@ def _register_steerable():
 
         input_shape = None
 
-        def __init__(self, depth=5, width=16, kernel_size=3, n_rot=8, fields=None):
+        def __init__(self, depth=5, width=16, kernel_size=3, n_rot=8, fields=None, residual=True):
             super().__init__()
+            self.residual = bool(residual)
             self.depth, self.width, self.kernel_size, self.n_rot = int(depth), int(width), int(kernel_size), int(n_rot)
             self.fields = int(fields) if fields else max(1, round(width / math.sqrt(n_rot)))
             gs = gspaces.Rot2dOnR2(self.n_rot)
@@ -121,38 +127,73 @@ def _register_steerable():
 
         def config(self):
             return {"depth": self.depth, "width": self.width, "kernel_size": self.kernel_size,
-                    "n_rot": self.n_rot, "fields": self.fields}
+                    "n_rot": self.n_rot, "fields": self.fields, "residual": self.residual}
 
         def forward(self, x):
-            return x - self.body(enn.GeometricTensor(x, self.t_in)).tensor
+            y = self.body(enn.GeometricTensor(x, self.t_in)).tensor
+            return x - y if self.residual else y
 
     register_architecture("steerable", task="denoise")(SteerableDenoiser)
+
+
+def _register_signal_variants():
+    """Architectures ``spiral_signal`` / ``cartesian_signal`` (only in this process): the shipped
+    networks, layer for layer, but predicting the clean signal directly (``F(x) = body(x)``)
+    instead of the noise (``F(x) = x − body(x)``) — the thesis' formulation (§7.1)."""
+    from cryoxplain.models import cartesian, spiral
+    from cryoxplain.models.registry import _ARCHS, register_architecture
+
+    if "spiral_signal" in _ARCHS:
+        return
+
+    class SpiralSignal(spiral.SpiralDenoiser):
+        """Spiral CNN predicting the signal on the spiral, resampled to the grid (0 outside the disc)."""
+
+        def forward(self, x):
+            s = self.spiral_noise(x)  # the body's output on the spiral (here: the signal estimate)
+            return self.to_grid(s).reshape(x.shape[0], 1, *self.input_shape)
+
+    class CartesianSignal(cartesian.CartesianDenoiser):
+        """Cartesian DnCNN body predicting the signal directly."""
+
+        def forward(self, x):
+            return self.body(x)
+
+    register_architecture("spiral_signal", task="denoise")(SpiralSignal)
+    register_architecture("cartesian_signal", task="denoise")(CartesianSignal)
 
 
 def n_params(model: torch.nn.Module) -> int:
     return int(sum(p.numel() for p in model.parameters() if p.requires_grad))
 
 
-def model_specs(cfg: dict, models: list[str]) -> dict[str, tuple[str, dict]]:
+def model_specs(cfg: dict, models: list[str], target: str = "signal") -> dict[str, tuple[str, dict]]:
     """``name -> (arch, config)`` of matched size; the steerable model's field count is chosen so that
-    its parameter count is closest to the cartesian one's."""
+    its parameter count is closest to the cartesian one's.  ``target``: ``signal`` (the networks
+    predict the clean image; the thesis' setting) or ``noise`` (residual learning, as the shipped
+    architectures do)."""
     from cryoxplain.models.registry import build_model
 
+    if target not in ("signal", "noise"):
+        raise SystemExit(f"unknown target {target!r}; choose signal or noise")
+    if target == "signal":
+        _register_signal_variants()
+    suffix = "_signal" if target == "signal" else ""
     base = {"depth": cfg["depth"], "width": cfg["width"], "kernel_size": cfg["kernel_size"]}
     specs: dict[str, tuple[str, dict]] = {}
     for name in models:
         if name == "cartesian":
-            specs[name] = ("cartesian", dict(base))
+            specs[name] = ("cartesian" + suffix, dict(base))
         elif name == "spiral":
-            specs[name] = ("spiral", dict(base, **spiral_geometry(cfg)))
+            specs[name] = ("spiral" + suffix, dict(base, **spiral_geometry(cfg)))
         elif name == "steerable":
             _register_steerable()
-            target = n_params(build_model("cartesian", **base))
+            target_n = n_params(build_model("cartesian", **base))
             best = None
             f0 = max(1, round(cfg["width"] / math.sqrt(cfg["n_rot"])))
             for f in sorted({max(1, f0 - 1), f0, f0 + 1}):
-                c = dict(base, n_rot=cfg["n_rot"], fields=f)
-                d = abs(n_params(build_model("steerable", **c)) - target)
+                c = dict(base, n_rot=cfg["n_rot"], fields=f, residual=target == "noise")
+                d = abs(n_params(build_model("steerable", **c)) - target_n)
                 if best is None or d < best[0]:
                     best = (d, c)
             specs[name] = ("steerable", best[1])
@@ -195,14 +236,14 @@ def simulate(cfg: dict, snr: float, seed: int, density_path: Path | None = None)
 # running
 # ---------------------------------------------------------------------------------------------
 def run(cfg: dict, experiments: list[str], models: list[str], out: Path, *, seed: int = 0, device: str = "auto",
-        density: Path | None = None, log=print) -> dict:
+        density: Path | None = None, target: str = "signal", log=print) -> dict:
     """Run the experiments; write results.h5, figures and summary.json into ``out``; return the results."""
     from cryoxplain.metrics.equivariance import EquivarianceCallback
     from cryoxplain.models.registry import build_model
     from cryoxplain.train import train_denoiser
 
     out.mkdir(parents=True, exist_ok=True)
-    specs = model_specs(cfg, models)
+    specs = model_specs(cfg, models, target)
     sizes = {}
     for name, (arch, conf) in specs.items():
         torch.manual_seed(seed)
@@ -214,7 +255,7 @@ def run(cfg: dict, experiments: list[str], models: list[str], out: Path, *, seed
             log(f"WARNING: spiral and cartesian parameter counts differ by {100 * rel:.1f}% (> 10%)")
 
     data_cache: dict[float, tuple] = {}
-    results: dict = {"config": cfg, "seed": seed, "models": {k: {"arch": a, "config": c, "n_params": sizes[k]}
+    results: dict = {"config": dict(cfg, target=target), "seed": seed, "models": {k: {"arch": a, "config": c, "n_params": sizes[k]}
                                                              for k, (a, c) in specs.items()},
                      "experiments": {}, "sim": {}}
     for exp in experiments:
@@ -396,7 +437,8 @@ def plot_experiment(results: dict, exp: str, path: Path) -> None:
         ax.legend(fontsize=7)
     cfg = results["config"]
     fig.suptitle(f"{EXPERIMENTS[exp]['label']} — 70S ribosome, box {cfg['box']}, {cfg['n_particles']} particles, "
-                 f"depth {cfg['depth']} width {cfg['width']}", fontsize=10)
+                 f"depth {cfg['depth']} width {cfg['width']}, networks predict the {cfg.get('target', 'signal')}",
+                 fontsize=10)
     fig.tight_layout()
     with atomic_path(path, force=True) as tmp:
         fig.savefig(tmp, format="png")
@@ -441,6 +483,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--density", type=Path, default=RIBOSOME, help="MRC density map (default: the 70S ribosome)")
+    ap.add_argument("--target", choices=("signal", "noise"), default="signal",
+                    help="what the networks predict: the clean signal (thesis, default) or the noise (residual "
+                         "learning, as the shipped spiral/cartesian models do)")
     ap.add_argument("--replot", action="store_true",
                     help="do not train: re-check the claims and redraw the figures from OUT/results.h5")
     args = ap.parse_args(argv)
@@ -464,7 +509,7 @@ def main(argv=None) -> int:
     if not args.density.is_file():
         ap.error(f"density map {args.density} not found")
     t0 = time.perf_counter()
-    res = run(cfg, exps, models, args.out, seed=args.seed, device=args.device, density=args.density,
+    res = run(cfg, exps, models, args.out, seed=args.seed, device=args.device, density=args.density, target=args.target,
               log=lambda s: print(s, flush=True))
     print(format_table(res))
     print(f"wrote {args.out}/results.h5, summary.json, fig_*.png in {time.perf_counter() - t0:.0f}s")

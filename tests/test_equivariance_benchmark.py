@@ -67,5 +67,22 @@ def test_tiny_end_to_end(tmp_path, shared_data):
         assert params["spiral"]["n_params"] > 0 and params["cartesian"]["n_params"] > 0
     summary = json.loads((out / "summary.json").read_text())
     assert len(summary["claims"]) == 5 and all(c["verdict"] in ("confirmed", "not confirmed") for c in summary["claims"])
+    assert summary["config"]["target"] == "signal"
     for exp in ("snr4", "snr64", "snr64_aug"):
         assert (out / f"fig_{exp}.png").read_bytes()[:4] == b"\x89PNG"
+    # re-checking the claims from the HDF5 file gives the same verdicts
+    (out / "summary.json").unlink()
+    assert B.main(["--replot", "--out", str(out)]) == 0
+    assert json.loads((out / "summary.json").read_text())["claims"] == summary["claims"]
+
+
+def test_tiny_residual_target(tmp_path, shared_data):
+    B = _bench()
+    out = tmp_path / "eqv"
+    assert B.main(["--config", "tiny", "--out", str(out), "--models", "spiral,cartesian", "--device", "cpu",
+                   "--experiments", "snr4", "--target", "noise",
+                   "--density", str(shared_data / "aspire_clean70SRibosome_vol_65p.mrc")]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["models"]["spiral"]["arch"] == "spiral" and summary["models"]["cartesian"]["arch"] == "cartesian"
+    assert summary["config"]["target"] == "noise"
+    assert summary["epoch0"]["snr4"]["cartesian"]["equivariance"] < 0.2  # an untrained residual net is ~ the identity
