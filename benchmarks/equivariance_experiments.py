@@ -295,67 +295,111 @@ def _overfit(h) -> float:
     return float(h["val_loss"][-1] - h["train_loss"][-1])
 
 
+TAIL = 3  # the last TAIL epochs are averaged for "final" values; their spread is the uncertainty
+
+
+def _tail(h, col) -> tuple[float, float]:
+    """Mean and standard deviation of ``col`` over the last :data:`TAIL` epochs (epoch 0 excluded)."""
+    v = np.asarray(h[col][1:], dtype=np.float64)[-TAIL:]
+    if v.size == 0:
+        v = np.asarray(h[col], dtype=np.float64)
+    return float(np.mean(v)), float(np.std(v))
+
+
 def check_claims(results: dict) -> list[dict]:
     """Each thesis claim (§7.4) as a verdict with the numbers it rests on.
 
-    Criteria (fixed before the quick/full runs; ratio = E_cartesian / E_spiral, off-grid E):
+    ``ratio`` = E_cartesian / E_spiral (off-grid E).  "Final" values are means over the last
+    :data:`TAIL` epochs; ``±`` is the ratio's uncertainty from the epoch-to-epoch spread of both
+    curves over those epochs.  A difference smaller than its uncertainty gives "inconclusive".
+
     1. spiral nearly equivariant from the start: after the first epoch, ratio > 2 in every
-       experiment.  (Epoch 0 is reported but not used: both networks are residual, output =
-       input − predicted noise, and an untrained one is close to the identity, which is exactly
-       equivariant.)
-    2a. cartesian catches up at SNR 1/4: final ratio at SNR 1/4 < 1.5 and below its epoch-1 ratio.
-    2b. but not at 1/64: final ratio at SNR 1/64 > 1.5 and larger than the SNR-1/4 ratio.
-    3. cartesian slightly lower fidelity / more overfitting at 1/64: final SNR_out(cart) < SNR_out(spiral)
-       or generalisation gap (final val − train loss) of the cartesian larger.
-    4. augmentation narrows but does not close the gap: final ratio with augmentation < without, and > 1.
+       experiment.  (Epoch 0 is reported but not used: a residual network, output = input −
+       predicted noise, is close to the identity when untrained, which is exactly equivariant.)
+    2a. cartesian catches up at SNR 1/4: final ratio < 1.5 and below its epoch-1 ratio.
+    2b. but not at 1/64: final ratio at SNR 1/64 > 1.5 and larger than the SNR-1/4 ratio by more
+        than the uncertainty.
+    3. cartesian slightly lower fidelity / more overfitting at 1/64: final SNR_out(cart) below
+       SNR_out(spiral) by more than the spread, or a larger generalisation gap (val − train loss).
+    4. augmentation narrows but does not close the gap: final ratio with augmentation below the one
+       without (by more than the uncertainty) and still above 1 (by more than its uncertainty).
     """
     out = []
 
-    def ratio(exp, epoch):
+    def pair(exp):
         c, s = _h(results, exp, "cartesian"), _h(results, exp, "spiral")
-        if c is None or s is None or len(c["equivariance"]) <= max(epoch, 0):
-            return None
+        return (c, s) if c is not None and s is not None and len(c["equivariance"]) > 1 else None
+
+    def ratio_at(exp, epoch):
+        c, s = pair(exp)
         return float(c["equivariance"][epoch] / s["equivariance"][epoch])
 
-    exps = [e for e in ("snr4", "snr64", "snr64_aug") if ratio(e, 1) is not None]
+    def ratio_final(exp):
+        c, s = pair(exp)
+        (mc, sc), (ms, ss) = _tail(c, "equivariance"), _tail(s, "equivariance")
+        r = mc / ms
+        return r, r * math.hypot(sc / mc, ss / ms)
+
+    exps = [e for e in ("snr4", "snr64", "snr64_aug") if pair(e) is not None]
     if not exps:
         return [{"claim": "all", "verdict": "not tested (needs spiral and cartesian runs of >= 1 epoch)"}]
-    r0 = {e: ratio(e, 0) for e in exps}
-    r1 = {e: ratio(e, 1) for e in exps}
-    rf = {e: ratio(e, -1) for e in exps}
+    r0 = {e: ratio_at(e, 0) for e in exps}
+    r1 = {e: ratio_at(e, 1) for e in exps}
+    rf = {e: ratio_final(e) for e in exps}
     ok1 = all(r > 2 for r in r1.values())
     out.append({"claim": "spiral nearly equivariant from the start (after epoch 1: E_cart/E_spiral > 2)",
                 "verdict": "confirmed" if ok1 else "not confirmed",
-                "numbers": {e: {"E_spiral_0": float(_h(results, e, "spiral")["equivariance"][0]),
-                                "E_cart_0": float(_h(results, e, "cartesian")["equivariance"][0]),
-                                "E_spiral_1": float(_h(results, e, "spiral")["equivariance"][1]),
-                                "E_cart_1": float(_h(results, e, "cartesian")["equivariance"][1]),
+                "numbers": {e: {"E_spiral_0": float(pair(e)[1]["equivariance"][0]),
+                                "E_cart_0": float(pair(e)[0]["equivariance"][0]),
+                                "E_spiral_1": float(pair(e)[1]["equivariance"][1]),
+                                "E_cart_1": float(pair(e)[0]["equivariance"][1]),
                                 "ratio_epoch0": r0[e], "ratio_epoch1": r1[e]} for e in exps}})
     if "snr4" in rf:
-        ok = rf["snr4"] < 1.5 and rf["snr4"] < r1["snr4"]
+        r, u = rf["snr4"]
+        ok = r < 1.5 and r < r1["snr4"]
         out.append({"claim": "cartesian catches up in equivariance at SNR 1/4 (final ratio < 1.5, below epoch-1 ratio)",
                     "verdict": "confirmed" if ok else "not confirmed",
-                    "numbers": {"ratio_epoch1": r1["snr4"], "ratio_final": rf["snr4"]}})
+                    "numbers": {"ratio_epoch1": r1["snr4"], "ratio_final": r, "ratio_final_unc": u,
+                                "note": "ratio < 1: the cartesian ends more equivariant than the spiral" if r + u < 1 else ""}})
     if "snr64" in rf:
-        ok = rf["snr64"] > 1.5 and ("snr4" not in rf or rf["snr64"] > rf["snr4"])
+        r, u = rf["snr64"]
+        r4, u4 = rf.get("snr4", (None, 0.0))
+        if r > 1.5 and (r4 is None or r - r4 > math.hypot(u, u4)):
+            v = "confirmed"
+        elif r4 is not None and r > 1.5 and abs(r - r4) <= math.hypot(u, u4):
+            v = "inconclusive"
+        else:
+            v = "not confirmed"
         out.append({"claim": "cartesian does not catch up at SNR 1/64 (final ratio > 1.5 and > SNR-1/4 ratio)",
-                    "verdict": "confirmed" if ok else "not confirmed",
-                    "numbers": {"ratio_epoch1": r1["snr64"], "ratio_final": rf["snr64"],
-                                "ratio_final_snr4": rf.get("snr4")}})
-        c, s = _h(results, "snr64", "cartesian"), _h(results, "snr64", "spiral")
-        d_snr = float(c["val_snr_out_db"][-1] - s["val_snr_out_db"][-1])
+                    "verdict": v, "numbers": {"ratio_epoch1": r1["snr64"], "ratio_final": r, "ratio_final_unc": u,
+                                              "ratio_final_snr4": r4, "ratio_final_snr4_unc": u4}})
+        c, s = pair("snr64")
+        (sc, sc_sd), (ss, ss_sd) = _tail(c, "val_snr_out_db"), _tail(s, "val_snr_out_db")
+        d_snr, d_unc = sc - ss, math.hypot(sc_sd, ss_sd)
         d_best = float(np.nanmax(c["val_snr_out_db"]) - np.nanmax(s["val_snr_out_db"]))
         gap_c, gap_s = _overfit(c), _overfit(s)
-        ok = d_snr < 0 or gap_c > gap_s
+        if d_snr < -d_unc or gap_c > gap_s:
+            v = "confirmed"
+        elif abs(d_snr) <= d_unc:
+            v = "inconclusive"
+        else:
+            v = "not confirmed"
         out.append({"claim": "cartesian slightly lower fidelity / more overfitting at SNR 1/64",
-                    "verdict": "confirmed" if ok else "not confirmed",
-                    "numbers": {"final_snr_out_db_cart_minus_spiral": d_snr, "best_snr_out_db_cart_minus_spiral": d_best,
+                    "verdict": v,
+                    "numbers": {"final_snr_out_db_cart_minus_spiral": d_snr, "unc_db": d_unc,
+                                "best_snr_out_db_cart_minus_spiral": d_best,
                                 "gap_val_minus_train_cart": gap_c, "gap_val_minus_train_spiral": gap_s}})
     if "snr64" in rf and "snr64_aug" in rf:
-        ok = rf["snr64_aug"] < rf["snr64"] and rf["snr64_aug"] > 1.0
+        (r, u), (ra, ua) = rf["snr64"], rf["snr64_aug"]
+        if ra < r - math.hypot(u, ua) and ra > 1 + ua:
+            v = "confirmed"
+        elif abs(ra - r) <= math.hypot(u, ua) or abs(ra - 1) <= ua:
+            v = "inconclusive"
+        else:
+            v = "not confirmed"
         out.append({"claim": "rotation augmentation narrows but does not close the gap at SNR 1/64",
-                    "verdict": "confirmed" if ok else "not confirmed",
-                    "numbers": {"ratio_final_no_aug": rf["snr64"], "ratio_final_aug": rf["snr64_aug"]}})
+                    "verdict": v, "numbers": {"ratio_final_no_aug": r, "unc_no_aug": u,
+                                              "ratio_final_aug": ra, "unc_aug": ua}})
     return out
 
 
@@ -456,7 +500,16 @@ def format_table(results: dict) -> str:
                          f"{h['equivariance'][-1]:>9.4f}{h['equivariance_grid'][-1]:>9.4f}{h['equivariance_reference'][-1]:>9.4f}")
     lines.append("gap = final val loss - final train loss; E0 = epoch 0 (untrained); E = final epoch")
     for c in results["claims"]:
-        lines.append(f"- {c['claim']}: {c['verdict']}")
+        nums = c.get("numbers", {})
+        extra = ""
+        if "ratio_final" in nums:
+            extra = f" (E_cart/E_spiral over the last {TAIL} epochs: {nums['ratio_final']:.2f} ± {nums['ratio_final_unc']:.2f})"
+        elif "ratio_final_aug" in nums:
+            extra = (f" (ratio {nums['ratio_final_no_aug']:.2f} ± {nums['unc_no_aug']:.2f} without, "
+                     f"{nums['ratio_final_aug']:.2f} ± {nums['unc_aug']:.2f} with augmentation)")
+        elif "final_snr_out_db_cart_minus_spiral" in nums:
+            extra = f" (SNR_out cart − spiral {nums['final_snr_out_db_cart_minus_spiral']:+.2f} ± {nums['unc_db']:.2f} dB)"
+        lines.append(f"- {c['claim']}: {c['verdict']}{extra}")
     return "\n".join(lines)
 
 
