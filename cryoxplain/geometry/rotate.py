@@ -212,7 +212,7 @@ def rotate(x: Array, theta, method: str = "fft") -> Array:
     if not torch.is_floating_point(t):
         t = t.to(torch.float32)
     # exact quarter turns, grouped by k (at most 4 groups)
-    parts = t.clone() if not is_torch else t
+    parts = t
     if np.any(k != 0):
         parts = t.clone()
         for kk in (1, 2, 3):

@@ -308,7 +308,8 @@ class EquivarianceReport:
         if self.task == "classify":
             return {"grid_agreement": self._mean(self.grid, "agreement"), "grid_kl": self._mean(self.grid, "kl"),
                     "offgrid_agreement": self._mean(self.offgrid, "agreement"),
-                    "offgrid_kl": self._mean(self.offgrid, "kl"), "floor": self._mean(self.floor)}
+                    "offgrid_kl": self._mean(self.offgrid, "kl"),
+                    "floor": self._mean({a: v for a, v in self.floor.items() if a in self.offgrid})}
         return {"grid": self._mean(self.grid), "offgrid": self._mean(self.offgrid),
                 "floor": self._mean({a: v for a, v in self.floor.items() if a in self.offgrid}),
                 "floor_output": self._mean({a: v for a, v in self.floor_output.items() if a in self.offgrid}),
