@@ -232,7 +232,7 @@ def rotate(x: Array, theta, method: str = "fft") -> Array:
             out = parts.clone()
             out[it] = rotated
     if is_torch:
-        return out.reshape(shape)
+        return (out.clone() if out is t else out).reshape(shape)  # never a view of the input
     res = out.numpy().reshape(shape)
     src_dtype = np.asarray(x).dtype
     return res.astype(src_dtype if np.issubdtype(src_dtype, np.floating) else np.float64)
