@@ -79,7 +79,8 @@ def test_cli_table_json_plot_and_errors(tmp_path, models):
     d = json.loads(r.output)
     assert set(d["offgrid"]) == {"33", "200.5"} and set(d["grid"]) == {"90", "180", "270"}
     assert d["summary"]["grid"] < 1e-5 and d["arch"] == "_eqv_test_net" and "taper 0" in d["mask"]
-    assert d["summary"]["reference"] >= 0 and set(d["reference"]) == {"33", "200.5"}
+    assert d["summary"]["reference"] >= 0 and set(d["reference"]) == {"33", "200.5", "90", "180", "270"}
+    assert max(d["reference"][a] for a in ("90", "180", "270")) < 1e-10
     # existing plot without --force: refused before any work
     r = CliRunner().invoke(equivariance, [str(st), "-m", str(models[0]), "--plot", str(tmp_path / "e.png")])
     assert r.exit_code != 0

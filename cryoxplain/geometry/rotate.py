@@ -128,8 +128,12 @@ def _reduce(th: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (q.astype(np.int64) % 4), phi
 
 
-def _shear_rotate_torch(x: torch.Tensor, phi: np.ndarray) -> torch.Tensor:
-    """Three-pass FFT shear rotation of ``x`` (B, H, W) by per-image residual angles φ (|φ| ≤ 45°)."""
+def _shear_rotate_torch(x: torch.Tensor, phi: np.ndarray, order: str = "xyx") -> torch.Tensor:
+    """Three-pass FFT shear rotation of ``x`` (B, H, W) by per-image residual angles φ (|φ| ≤ 45°).
+
+    ``order="xyx"``: S_x(−tan φ/2) S_y(sin φ) S_x(−tan φ/2); ``"yxy"``: S_y(tan φ/2) S_x(−sin φ) S_y(tan φ/2).
+    Both equal R(φ) exactly in the continuum; on sampled images they differ by the interpolation error.
+    """
     B, H, W = x.shape
     n = max(H, W)
     L = 2 * n + 1  # odd canvas: no Nyquist bin, result is exactly real
@@ -157,7 +161,10 @@ def _shear_rotate_torch(x: torch.Tensor, phi: np.ndarray) -> torch.Tensor:
         ph = torch.exp((-2j * math.pi) * (freq[None, :, None] * s[:, None, :]).to(cdtype))
         return torch.fft.ifft(torch.fft.fft(img.to(cdtype), dim=-2) * ph, dim=-2).real
 
-    out = shear_x(shear_y(shear_x(canvas, alpha), beta), alpha)
+    if order == "xyx":
+        out = shear_x(shear_y(shear_x(canvas, alpha), beta), alpha)
+    else:
+        out = shear_y(shear_x(shear_y(canvas, -alpha), -beta), -alpha)
     return out[:, top:top + H, left:left + W].to(x.dtype)
 
 
@@ -178,7 +185,7 @@ def _spline_rotate_np(x: np.ndarray, th: np.ndarray, order: int = 5) -> np.ndarr
     return out
 
 
-def rotate(x: Array, theta, method: str = "fft") -> Array:
+def rotate(x: Array, theta, method: str = "fft", *, shear_order: str = "xyx") -> Array:
     """Rotate images by ``theta`` radians about the box centre (module conventions).
 
     ``x``: ``(H, W)``, ``(B, H, W)`` or ``(B, 1, H, W)`` numpy array or torch tensor; ``theta``: a
@@ -186,7 +193,15 @@ def rotate(x: Array, theta, method: str = "fft") -> Array:
     angles use the band-limited three-pass FFT shear (``method="fft"``, default) or an order-5
     B-spline (``method="spline"``, numpy/scipy, no autograd).  Angles other than multiples of 180°
     need a square box.  The result has the input's type, shape, dtype and device.
+
+    ``shear_order`` (``"xyx"`` or ``"yxy"``) picks which of the two mirror-image three-shear
+    factorisations is used; they agree exactly for band-limited content.  A three-shear rotation is
+    undone *exactly* by the same factorisation run backwards, which would hide its interpolation
+    error in a round-trip test: :func:`cryoxplain.metrics.equivariance.rotation_floor` therefore
+    rotates forwards with one and back with the other.
     """
+    if shear_order not in ("xyx", "yxy"):
+        raise ParameterError(f"shear_order must be 'xyx' or 'yxy', got {shear_order!r}")
     if method not in ("fft", "spline"):
         raise ParameterError(f"unknown rotation method {method!r}; use 'fft' or 'spline'")
     _check_image_dims(x)
@@ -225,7 +240,7 @@ def rotate(x: Array, theta, method: str = "fft") -> Array:
     else:
         sel = np.nonzero(~exact)[0]
         it = torch.as_tensor(sel, device=t.device)
-        rotated = _shear_rotate_torch(parts[it], phi[sel])
+        rotated = _shear_rotate_torch(parts[it], phi[sel], shear_order)
         if sel.size == B:
             out = rotated
         else:
@@ -238,6 +253,6 @@ def rotate(x: Array, theta, method: str = "fft") -> Array:
     return res.astype(src_dtype if np.issubdtype(src_dtype, np.floating) else np.float64)
 
 
-def rotate_deg(x: Array, degrees, method: str = "fft") -> Array:
+def rotate_deg(x: Array, degrees, method: str = "fft", *, shear_order: str = "xyx") -> Array:
     """:func:`rotate` with the angle(s) in degrees (for CLI-facing code)."""
-    return rotate(x, np.deg2rad(np.asarray(degrees, dtype=np.float64)), method=method)
+    return rotate(x, np.deg2rad(np.asarray(degrees, dtype=np.float64)), method=method, shear_order=shear_order)
