@@ -17,6 +17,7 @@ from ..errors import CryoxplainError
 
 # command name -> "module:attribute" (module relative to this package)
 COMMANDS: dict[str, str] = {
+    "evaluate": "evaluate:evaluate",
 }
 
 
