@@ -81,6 +81,7 @@ def test_cli_table_json_plot_and_errors(tmp_path, models):
     assert d["summary"]["grid"] < 1e-5 and d["arch"] == "_eqv_test_net" and "taper 0" in d["mask"]
     assert d["summary"]["reference"] >= 0 and set(d["reference"]) == {"33", "200.5", "90", "180", "270"}
     assert max(d["reference"][a] for a in ("90", "180", "270")) < 1e-10
+    assert d["summary"]["reference"] == pytest.approx((d["reference"]["33"] + d["reference"]["200.5"]) / 2)
     # existing plot without --force: refused before any work
     r = CliRunner().invoke(equivariance, [str(st), "-m", str(models[0]), "--plot", str(tmp_path / "e.png")])
     assert r.exit_code != 0

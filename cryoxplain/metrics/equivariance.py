@@ -322,7 +322,7 @@ class EquivarianceReport:
         return {"grid": self._mean(self.grid), "offgrid": self._mean(self.offgrid),
                 "floor": self._mean({a: v for a, v in self.floor.items() if a in self.offgrid}),
                 "floor_output": self._mean({a: v for a, v in self.floor_output.items() if a in self.offgrid}),
-                "reference": self._mean(self.reference)}
+                "reference": self._mean({a: v for a, v in self.reference.items() if a in self.offgrid})}
 
     def to_dict(self) -> dict:
         d = asdict(self)
