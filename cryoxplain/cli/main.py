@@ -17,6 +17,11 @@ from ..errors import CryoxplainError
 
 # command name -> "module:attribute" (module relative to this package)
 COMMANDS: dict[str, str] = {
+    "simulate": "simulate:simulate",
+    "info": "info:info",
+    "denoise": "denoise:denoise",
+    "evaluate": "evaluate:evaluate",
+    "train": "train:train",
 }
 
 
