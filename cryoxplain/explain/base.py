@@ -85,6 +85,19 @@ class Target:
     def check(self, output_shape: tuple) -> None:
         """Raise :class:`ParameterError` when the target does not fit an output of this shape."""
 
+    def bind(self, model: torch.nn.Module, inputs: torch.Tensor) -> "Target":
+        """The target resolved for this batch of inputs (e.g. *predicted class* → the class of each
+        input).  Explainers call this once per batch before perturbing the inputs, so a target that
+        depends on the model's answer stays fixed along a path or under noise.  Default: ``self``.
+        """
+        return self
+
+    def select(self, idx: torch.Tensor) -> "Target":
+        """The target for the images ``idx`` (a long tensor) of the bound batch, in that order —
+        needed when path points of different images are evaluated together.  Targets that treat
+        every image the same return ``self`` (the default)."""
+        return self
+
     @staticmethod
     def from_callable(fn: Callable[[torch.Tensor], torch.Tensor], description: str = "custom") -> "Target":
         return _CallableTarget(fn, description)
@@ -101,11 +114,17 @@ class _CallableTarget(Target):
         return self.description
 
 
-def explained_function(model: torch.nn.Module, target: Target) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``f(x) = target(model(x))``: ``(B, 1, H, W) -> (B,)``."""
+def explained_function(model: torch.nn.Module, target: Target) -> Callable[..., torch.Tensor]:
+    """``f(x) = target(model(x))``: ``(B, 1, H, W) -> (B,)``.
 
-    def f(x: torch.Tensor) -> torch.Tensor:
-        out = target(model(x))
+    The returned function also accepts ``f(x, idx)``: row ``j`` of ``x`` then belongs to image
+    ``idx[j]`` of the batch the target was bound to (``target.select(idx)`` is used), which is how
+    :func:`cryoxplain.explain.paths.integrate_path` evaluates mixed chunks of path points.
+    """
+
+    def f(x: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
+        t = target if idx is None else target.select(idx)
+        out = t(model(x))
         if out.ndim != 1 or out.shape[0] != x.shape[0]:
             raise PluginError(f"target {target.describe()} returned shape {tuple(out.shape)}, expected ({x.shape[0]},)")
         return out
