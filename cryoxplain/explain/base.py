@@ -219,6 +219,11 @@ class Explainer:
     reference: ClassVar[str] = ""
     api_version: ClassVar[int] = API_VERSION
     params: ClassVar[tuple[Param, ...]] = ()
+    #: global index (in the stack) of the first image of the batch being explained; set by
+    #: :func:`cryoxplain.explain.explain_stack` before each ``attribute`` call.  Explainers that
+    #: draw random numbers seed them per image from ``(seed, index_offset + i)`` so that results do
+    #: not depend on how a stack is split into batches.
+    index_offset: int = 0
 
     def __init__(self, **kwargs):
         declared = {p.name: p for p in self.params}
@@ -246,3 +251,27 @@ class Explainer:
         return Attribution(maps=maps, method=self.name, params=dict(self.config), target=target.describe(),
                            model=getattr(model, "cryoxplain_description", type(model).__name__ if model is not None else ""),
                            extras=extras)
+
+
+def image_seed(seed: int, index: int) -> int:
+    """A well-mixed 63-bit seed for image ``index`` of a stack explained with ``seed``.
+
+    ``torch.Generator().manual_seed(image_seed(seed, i))`` gives every image its own reproducible
+    random stream, independent of batching and of the other images.
+    """
+    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(index)]).generate_state(2, dtype=np.uint32)
+    return int((int(state[0]) << 31) ^ int(state[1])) & 0x7FFFFFFFFFFFFFFF
+
+
+def check_inputs(model: torch.nn.Module, inputs: torch.Tensor) -> None:
+    """The checks every explainer runs first: ``(B, 1, H, W)``, finite, the model's input size."""
+    from ..errors import ShapeError
+
+    if not isinstance(inputs, torch.Tensor) or inputs.ndim != 4 or inputs.shape[1] != 1:
+        shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
+        raise ShapeError(f"inputs must be a (B, 1, H, W) tensor, got {shape}")
+    if not torch.isfinite(inputs).all():
+        raise ParameterError("inputs contain NaN or infinite values")
+    fixed = getattr(model, "input_shape", None)
+    if fixed is not None and tuple(fixed) != tuple(inputs.shape[-2:]):
+        raise ShapeError(f"the model expects {fixed[1]}×{fixed[0]} images, got {inputs.shape[-1]}×{inputs.shape[-2]}")
