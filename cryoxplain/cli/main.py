@@ -17,6 +17,8 @@ from ..errors import CryoxplainError
 
 # command name -> "module:attribute" (module relative to this package)
 COMMANDS: dict[str, str] = {
+    "explain": "explain:explain",
+    "plugins": "plugins:plugins",
 }
 
 
