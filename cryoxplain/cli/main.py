@@ -17,6 +17,7 @@ from ..errors import CryoxplainError
 
 # command name -> "module:attribute" (module relative to this package)
 COMMANDS: dict[str, str] = {
+    "classify": "classify:classify",
     "explain": "explain:explain",
     "plugins": "plugins:plugins",
 }
