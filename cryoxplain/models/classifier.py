@@ -2,7 +2,7 @@
 
 Architecture::
 
-    depth × [conv 3×3 (→ width·2^i) + GroupNorm + ReLU + 2×2 average pooling]
+    depth × [conv 3×3 (→ width·2^i) + ReLU + 2×2 average pooling]
     conv 1×1 (→ n_classes) + global average pooling over the image  → logits
 
 Like the denoisers, the network works on particles normalised per image, ``x̃ = (x − μ)/σ``; the
@@ -12,8 +12,9 @@ intensity scale, ``f(αx) = f(x)``, and path attributions from a zero baseline m
 
 Global average pooling makes the network accept any particle size (``input_shape = None``); the
 logits are *pre-softmax*, which is what the ``class:K`` / ``predicted`` explanation targets use.
-GroupNorm (per image, no batch statistics) instead of BatchNorm: the function explained is
-exactly the one trained, and each image is explained independently of the others in its batch.  Average pooling and ReLU keep gradients dense, which makes saliency maps less checkerboarded than
+No normalisation layers: BatchNorm would make the explained function depend on batch statistics
+and Group/LayerNorm makes it nearly invariant to the intensity scale, which bends the path of
+Integrated Gradients sharply near a zero baseline.  He initialisation keeps it trainable.  Average pooling and ReLU keep gradients dense, which makes saliency maps less checkerboarded than
 with max pooling.  Trained by :func:`cryoxplain.train.classify.train_classifier`.
 """
 from __future__ import annotations
@@ -44,8 +45,7 @@ class ParticleClassifier(nn.Module):
         c_in = 1
         for i in range(depth):
             c_out = width * 2 ** i
-            layers += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.GroupNorm(min(4, c_out), c_out), nn.ReLU(),
-                       nn.AvgPool2d(2)]
+            layers += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2)]
             c_in = c_out
         self.features = nn.Sequential(*layers)
         self.head = nn.Conv2d(c_in, n_classes, 1)

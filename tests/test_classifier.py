@@ -1,0 +1,86 @@
+"""Particle classifier: training on particles labelled by their source, classify CLI, explanations."""
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from classify_helpers import labelled_particles
+from cryoxplain.cli.main import cli
+from cryoxplain.errors import ParameterError
+from cryoxplain.io.mrc import write_mrc
+from cryoxplain.models.classifier import ParticleClassifier
+from cryoxplain.models.registry import load_model, read_model_info
+from cryoxplain.train.classify import stratified_split, train_classifier
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cls")
+    a, b = labelled_particles(64, 32, snr=1.0, seed=0)
+    write_mrc(d / "complexA.mrcs", a)
+    write_mrc(d / "complexB.mrcs", b)
+    res = train_classifier([d / "complexA.mrcs", d / "complexB.mrcs"], epochs=25, batch_size=8, lr=3e-3,
+                           device="cpu", seed=0, out=d / "cls.safetensors", config={"width": 8})
+    return d, res
+
+
+def test_training_learns_the_source(trained):
+    d, res = trained
+    assert res.class_names == ["complexA", "complexB"]
+    assert res.val_accuracy >= 0.75 and res.train_accuracy >= 0.75  # chance is 0.5
+    assert res.confusion.sum() == 26 and np.trace(res.confusion) == round(res.val_accuracy * 26)
+    info = read_model_info(d / "cls.safetensors")
+    assert info.task == "classify" and info.config["n_classes"] == 2
+    assert info.training["class_names"] == ["complexA", "complexB"]
+    assert info.training["val_accuracy"] == pytest.approx(res.val_accuracy)
+    assert len(res.history["val_accuracy"]) == 25
+
+
+def test_fresh_data_accuracy_and_classify_cli(trained, tmp_path):
+    d, _ = trained
+    a, b = labelled_particles(32, 32, snr=1.0, seed=5)  # particles never seen in training
+    write_mrc(tmp_path / "newB.mrcs", b)
+    r = CliRunner().invoke(cli, ["classify", "--model", str(d / "cls.safetensors"), str(tmp_path / "newB.mrcs"),
+                                 "-o", str(tmp_path / "pred.csv"), "--true-label", "complexB", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    acc = float(r.output.split("accuracy against complexB: ")[1].split(" %")[0])
+    assert acc >= 70
+    rows = (tmp_path / "pred.csv").read_text().splitlines()
+    assert rows[0] == "index,predicted,class_name,p_complexA,p_complexB" and len(rows) == 33
+    r = CliRunner().invoke(cli, ["classify", "--model", str(d / "cls.safetensors"), str(tmp_path / "newB.mrcs"),
+                                 "--true-label", "complexC"])
+    assert r.exit_code == 2 and "neither a class name" in r.output
+
+
+def test_explain_trained_classifier(trained, tmp_path):
+    from cryoxplain.explain import explain_stack, read_attributions
+
+    d, _ = trained
+    res = explain_stack(d / "cls.safetensors", d / "complexB.mrcs", tmp_path / "a.h5", method="integrated_gradients",
+                        params={"steps": "32"}, target="class:1", batch_size=16, device="cpu")
+    maps, extras, prov = read_attributions(tmp_path / "a.h5")
+    assert maps.shape == (64, 32, 32) and prov["target"] == "class:1"
+    fx_fb = np.abs(extras["target_value"] - extras["baseline_value"])
+    assert np.median(np.abs(extras["completeness_gap"]) / fx_fb) < 0.05
+
+
+def test_training_errors(tmp_path):
+    a, b = labelled_particles(4, 16, seed=0)
+    with pytest.raises(ParameterError, match="at least two classes"):
+        train_classifier([a], epochs=1)
+    from cryoxplain.models.registry import register_architecture
+
+    register_architecture("_test_cls_denoiser", task="denoise")(lambda: torch.nn.Identity())
+    with pytest.raises(ParameterError, match="not a classifier"):
+        train_classifier([a, b], arch="_test_cls_denoiser", epochs=1)
+    with pytest.raises(ParameterError, match="unknown architecture"):
+        train_classifier([a, b], arch="nosuch", epochs=1)
+    with pytest.raises(ParameterError, match="resume"):
+        train_classifier([a, b], resume=True)
+    with pytest.raises(ParameterError, match="augment"):
+        train_classifier([a, b], augment="mirror")
+    tr, va = stratified_split(np.array([0] * 10 + [1] * 5), 0.2, seed=1)
+    assert len(va) == 3 and set(np.r_[tr, va]) == set(range(15))
+    # the classifier accepts any size (global average pooling) and gives logits
+    out = ParticleClassifier(n_classes=3, width=4, depth=2)(torch.randn(2, 1, 20, 24))
+    assert out.shape == (2, 3)
