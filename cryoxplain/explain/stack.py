@@ -235,7 +235,7 @@ def explain_stack(model, stack, output, *, method: str, params: dict | None = No
             maps, ins = np.concatenate(keep_maps), np.concatenate(keep_inputs)
             for i, p in enumerate(pngs):
                 render_overlay(ins[i], maps[i], p, force=True, label=f"{method}",
-                               title=f"{source} #{i} · {method} · target {tgt.describe()}")
+                               title=f"{Path(source).name} #{i} · {method} · target {tgt.describe()}")
                 result.png_files.append(p)
         if html is not None and keep_parts:
             from .base import Attribution
