@@ -60,6 +60,8 @@ class Param:
             raise ParameterError(f"parameter {self.name}: {value!r} is not a valid {self.type.__name__}") from None
         if v is None:
             return v
+        if isinstance(v, float) and not np.isfinite(v):
+            raise ParameterError(f"parameter {self.name}: {value!r} is not a finite number")
         if self.choices is not None and v not in self.choices:
             raise ParameterError(f"parameter {self.name}: {v!r} is not one of {', '.join(map(str, self.choices))}")
         if self.min is not None and v < self.min:
