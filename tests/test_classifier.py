@@ -50,6 +50,12 @@ def test_fresh_data_accuracy_and_classify_cli(trained, tmp_path):
     r = CliRunner().invoke(cli, ["classify", "--model", str(d / "cls.safetensors"), str(tmp_path / "newB.mrcs"),
                                  "--true-label", "complexC"])
     assert r.exit_code == 2 and "neither a class name" in r.output
+    write_mrc(tmp_path / "big.mrcs", np.zeros((2, 40, 40), np.float32))
+    r = CliRunner().invoke(cli, ["classify", "--model", str(d / "cls.safetensors"), str(tmp_path / "big.mrcs")])
+    assert r.exit_code == 2 and "trained on 32×32 particles" in r.output
+    r = CliRunner().invoke(cli, ["explain", "--model", str(d / "cls.safetensors"), "--method", "gradient",
+                                 str(tmp_path / "big.mrcs"), "-o", str(tmp_path / "x.h5")])
+    assert r.exit_code == 2 and "expects 32×32 particles" in r.output
 
 
 def test_explain_trained_classifier(trained, tmp_path):
@@ -81,6 +87,22 @@ def test_training_errors(tmp_path):
         train_classifier([a, b], augment="mirror")
     tr, va = stratified_split(np.array([0] * 10 + [1] * 5), 0.2, seed=1)
     assert len(va) == 3 and set(np.r_[tr, va]) == set(range(15))
-    # the classifier accepts any size (global average pooling) and gives logits
-    out = ParticleClassifier(n_classes=3, width=4, depth=2)(torch.randn(2, 1, 20, 24))
-    assert out.shape == (2, 3)
+    # logits for its particle size; other sizes are refused
+    m = ParticleClassifier(n_classes=3, width=4, depth=2, image_shape=(20, 24))
+    assert m(torch.randn(2, 1, 20, 24)).shape == (2, 3) and m.input_shape == (20, 24)
+    with pytest.raises(ValueError):
+        m(torch.randn(2, 1, 24, 20))
+    with pytest.raises(ParameterError, match="too small"):
+        ParticleClassifier(depth=4, image_shape=(12, 12))
+
+
+def test_simulated_sources_from_the_simulator():
+    sim = pytest.importorskip("cryoxplain.sim.simulate", reason="cryoxplain.sim not merged yet")
+    from cryoxplain.sim import phantom
+    from cryoxplain.train.classify import simulate_labelled
+
+    results, names = simulate_labelled([phantom(32, seed=0), phantom(32, seed=1)], 64, snr=1.0, seed=0)
+    assert len(results) == 2 and results[0].noisy.shape == (64, 32, 32) and len(set(names)) == 2
+    res = train_classifier(results, class_names=names, epochs=25, batch_size=8, lr=3e-3, device="cpu",
+                           config={"width": 8})
+    assert res.val_accuracy >= 0.7  # two different simulated structures, SNR 1; chance is 0.5

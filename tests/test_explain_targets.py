@@ -46,7 +46,7 @@ def files(tmp_path):
     from cryoxplain.models.classifier import ParticleClassifier
 
     torch.manual_seed(0)
-    c = ParticleClassifier(n_classes=3, width=4, depth=2).eval()
+    c = ParticleClassifier(n_classes=3, width=4, depth=2, image_shape=(H, W)).eval()
     save_model(tmp_path / "cls.safetensors", c, "classifier", c.config())
     mask = np.zeros((H, W), np.float32)
     mask[4:8, 5:9] = 1

@@ -191,7 +191,7 @@ def train_classifier(stacks: Sequence | None = None, *, images=None, labels=None
         the label of a particle is the position of its stack.  Or give ``images`` and ``labels``.
     class_names : names of the classes (default: the stacks' file stems / simulation sources).
     arch, config : a registered ``classify`` architecture (default ``classifier``) and its config;
-        ``n_classes`` is set from the data.
+        ``n_classes`` (and for ``classifier`` the ``image_shape``) are set from the data.
     epochs, batch_size, lr : Adam training schedule.
     seed : initialisation, validation split, shuffling and augmentation.
     val_fraction : fraction of each class held out for validation (stratified).
@@ -233,6 +233,8 @@ def train_classifier(stacks: Sequence | None = None, *, images=None, labels=None
     dev = resolve_device(device)
     cfg = dict(config or {})
     cfg["n_classes"] = k
+    if arch == "classifier":
+        cfg["image_shape"] = list(x.shape[1:])
     model = build_model(arch, **cfg).to(dev)
     if hasattr(model, "config"):
         cfg = model.config()
@@ -289,3 +291,28 @@ def train_classifier(stacks: Sequence | None = None, *, images=None, labels=None
         model.to(dev)
     return result
 
+
+
+def simulate_labelled(sources: Sequence, n_per_class: int, box: int | None = None, snr: float = 0.25,
+                      seed: int = 0, pixel_size: float | None = None, **sim_kwargs) -> tuple[list, list[str]]:
+    """Simulate ``n_per_class`` particles of every density in ``sources`` (paths, ``"phantom"``
+    or :class:`cryoxplain.sim.Density`) with :func:`cryoxplain.sim.simulate_particles`.
+
+    Returns ``(results, names)``: one ``SimResult`` per class (label = position, ready for
+    :func:`train_classifier`) and the class names (the densities' names).  Class ``c`` uses the
+    seed ``seed + 1000·c`` so the classes' orientations and noise are independent.
+    """
+    try:
+        from ..sim import load_density, simulate_particles
+    except ImportError as exc:  # the simulator is developed on another branch
+        raise ParameterError(f"particle simulation is not available in this installation ({exc})") from None
+    results, names = [], []
+    for c, src in enumerate(sources):
+        density = src if not isinstance(src, (str, os.PathLike)) else load_density(src, pixel_size=pixel_size)
+        res = simulate_particles(density, n_per_class, box=box, pixel_size=pixel_size, snr=snr,
+                                 seed=int(seed) + 1000 * c, **sim_kwargs)
+        results.append(res)
+        names.append(str(getattr(density, "name", None) or getattr(density, "source", None) or f"class{c}"))
+    if len(set(names)) != len(names):
+        names = [f"{n}#{i}" for i, n in enumerate(names)]
+    return results, names
