@@ -189,8 +189,9 @@ def integrate_path(f: IndexedFn, path: PathFn, batch_size: int, alphas, weights,
         At most this many path points per forward/backward pass (None: all ``B·K`` at once).
         Points are taken node-major (all images at ``α_0``, then at ``α_1`` …).
     device, dtype
-        Where and in which precision ``alphas`` are handed to the path (default: float32 on
-        the device of the first path point, i.e. the model's device when the path lives there).
+        Where and in which precision ``alphas`` and ``idx`` are handed to the path (default:
+        float32, on ``path.inputs.device`` if the path has ``inputs``, else on the device of the
+        point ``path(0, 0)``).
 
     Returns
     -------
@@ -204,7 +205,10 @@ def integrate_path(f: IndexedFn, path: PathFn, batch_size: int, alphas, weights,
         raise ParameterError(f"internal_batch_size must be at least 1, got {internal_batch_size}")
     B, K = int(batch_size), a.numel()
     if device is None:
-        device = getattr(getattr(path, "inputs", None), "device", None) or "cpu"
+        device = getattr(getattr(path, "inputs", None), "device", None)
+    if device is None:  # ask the path itself where it lives (one cheap evaluation)
+        with torch.no_grad():
+            device = path(torch.zeros(1, dtype=dtype), torch.zeros(1, dtype=torch.long)).device
     points_and_velocity = _points_and_velocity(path, velocity, eps)
     total = B * K
     chunk = total if internal_batch_size is None else min(total, int(internal_batch_size))
