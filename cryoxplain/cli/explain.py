@@ -39,11 +39,28 @@ def explain(stack, model, method, params, target, output, png_dir, png_limit, ht
     Attributions stream into OUTPUT (HDF5 with provenance); a positive value means that raising
     the pixel (or moving it from the baseline to its value) raises the target.
     """
+    import sys
+
     from ..explain.stack import explain_stack, parse_params
 
-    res = explain_stack(model, stack, output, method=method, params=parse_params(params), target=target,
-                        batch_size=batch_size, device=device, seed=seed, force=force, png_dir=png_dir,
-                        png_limit=png_limit, html=html, html_limit=html_limit)
+    bar = None
+
+    def progress(done, total):  # a progress bar on a terminal only
+        nonlocal bar
+        if bar is None:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=total, unit="particle", desc=method, leave=False)
+        bar.update(done - bar.n)
+
+    try:
+        res = explain_stack(model, stack, output, method=method, params=parse_params(params), target=target,
+                            batch_size=batch_size, device=device, seed=seed, force=force, png_dir=png_dir,
+                            png_limit=png_limit, html=html, html_limit=html_limit,
+                            progress=progress if sys.stderr.isatty() else None)
+    finally:
+        if bar is not None:
+            bar.close()
     click.echo(f"explained {res.n_images} particle(s) with {res.method} (target {res.target}) in {res.seconds:.1f} s")
     click.echo(f"attributions: {res.output}")
     if res.max_completeness_gap is not None:
