@@ -72,6 +72,7 @@ def _load(model, device):
         return model.to(device).eval(), None, task, getattr(model, "cryoxplain_description", type(model).__name__)
     m, info = load_model(model, device=device)
     m.cryoxplain_description = f"{info.arch} ({Path(info.path).name})"
+    m.requires_grad_(False)  # only input gradients are needed (a model we loaded ourselves)
     return m, info, info.task, str(model)
 
 
