@@ -128,3 +128,20 @@ def test_attributions_point_at_the_distinguishing_arms(trained, method):
     on_arms = att[(arms > 0.3) & (core < 0.1)].mean()
     assert on_arms > 0  # raising the arms' density raises "complex B"
     assert on_arms > 2 * abs(att[core > 0.3].mean()) and on_arms > 2 * abs(att[clean < 0.05].mean())
+
+
+def test_train_cli_classify(trained, tmp_path):
+    d, _ = trained
+    out = tmp_path / "c.safetensors"
+    r = CliRunner().invoke(cli, ["train", "--task", "classify", "--class-stack", str(d / "complexA.mrcs"),
+                                 "--class-stack", str(d / "complexB.mrcs"), "--class-name", "A", "--class-name", "B",
+                                 "--epochs", "3", "--device", "cpu", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "epoch   3:" in r.output and "final accuracy: train" in r.output and "validation confusion" in r.output
+    assert read_model_info(out).training["class_names"] == ["A", "B"]
+    r = CliRunner().invoke(cli, ["train", "--task", "classify", "--class-stack", str(d / "complexA.mrcs"), "-o",
+                                 str(tmp_path / "d.safetensors")])
+    assert r.exit_code == 2 and "at least two classes" in r.output and not (tmp_path / "d.safetensors").exists()
+    r = CliRunner().invoke(cli, ["train", "--task", "classify", "--class-stack", str(d / "complexA.mrcs"),
+                                 "--class-stack", str(d / "complexB.mrcs"), "-o", str(out)])
+    assert r.exit_code == 2 and "exists" in r.output

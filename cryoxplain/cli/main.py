@@ -22,6 +22,10 @@ COMMANDS: dict[str, str] = {
     "plugins": "plugins:plugins",
 }
 
+# `cryoxplain train` (denoisers, cli/train.py) delegates --task classify to cli/train_classify.py;
+# where that command is not installed, the classify-only version stands in.
+COMMANDS.setdefault("train", "train_classify:train")
+
 
 class LazyGroup(click.Group):
     def list_commands(self, ctx):

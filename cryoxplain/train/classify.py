@@ -82,7 +82,8 @@ def load_labelled(stacks=None, images=None, labels=None, class_names=None) -> tu
     stack's position — or ``images`` with integer ``labels``.
     """
     if (stacks is None) == (images is None):
-        raise ParameterError("give either one stack per class (stacks) or images with labels")
+        raise ParameterError("give either one stack per class (stacks; CLI: --class-stack A.mrcs --class-stack B.mrcs) "
+                             "or images with integer labels")
     if stacks is not None:
         stacks = list(stacks)
         if len(stacks) < 2:
