@@ -17,14 +17,15 @@ from ..errors import CryoxplainError
 
 # command name -> "module:attribute" (module relative to this package)
 COMMANDS: dict[str, str] = {
+    "simulate": "simulate:simulate",
+    "info": "info:info",
+    "denoise": "denoise:denoise",
+    "evaluate": "evaluate:evaluate",
+    "train": "train:train",
     "classify": "classify:classify",
     "explain": "explain:explain",
     "plugins": "plugins:plugins",
 }
-
-# `cryoxplain train` (denoisers, cli/train.py) delegates --task classify to cli/train_classify.py;
-# where that command is not installed, the classify-only version stands in.
-COMMANDS.setdefault("train", "train_classify:train")
 
 
 class LazyGroup(click.Group):

@@ -1,18 +1,14 @@
 """Classifier training on the command line: ``cryoxplain train --task classify``.
 
-The general ``cryoxplain train`` command (``cli/train.py``, the denoiser training) delegates
-``--task classify`` to :func:`run_classifier_training` and adds :func:`classify_options`.  Until
-that command is installed, the ``train`` command defined here (registered with
-``COMMANDS.setdefault``) offers the classify task alone.
+``cryoxplain train`` (``cli/train.py``) adds :func:`classify_options` and delegates
+``--task classify`` to :func:`run_classifier_training`, a thin wrapper over
+:func:`cryoxplain.train.classify.train_classifier`.
 """
 from __future__ import annotations
-
-import json
 
 import click
 
 from ..errors import ParameterError
-from .common import device_option, force_option, seed_option
 
 
 def classify_options(f):
@@ -48,43 +44,3 @@ def run_classifier_training(class_stacks, class_names=(), **kwargs):
         click.echo(f"wrote {res.model_path}")
     return res
 
-
-def _parse_config(items) -> dict:
-    cfg = {}
-    for item in items:
-        if "=" not in item:
-            raise ParameterError(f"--config expects KEY=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
-        try:
-            cfg[k.strip()] = json.loads(v)
-        except ValueError:
-            cfg[k.strip()] = v
-    return cfg
-
-
-@click.command("train")
-@click.option("--task", type=click.Choice(["classify"]), default="classify", show_default=True,
-              help="What to train (this installation: particle classifiers).")
-@classify_options
-@click.option("--arch", default="classifier", show_default=True, help="Registered classify architecture.")
-@click.option("--config", "config_items", multiple=True, metavar="KEY=VALUE",
-              help="Architecture config, repeatable (e.g. --config width=16 --config depth=3).")
-@click.option("--epochs", type=click.IntRange(min=1), default=25, show_default=True)
-@click.option("--batch-size", "-b", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--lr", type=float, default=3e-3, show_default=True, help="Adam learning rate (cosine decay).")
-@click.option("--val-fraction", type=float, default=0.2, show_default=True, help="Fraction of each class held out.")
-@click.option("--augment", type=click.Choice(["none", "rot90", "flip", "d4", "rotate"]), default="d4", show_default=True)
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Model file to write (.safetensors).")
-@device_option
-@seed_option
-@force_option
-def train(task, class_stacks, class_names, arch, config_items, epochs, batch_size, lr, val_fraction, augment, output,
-          device, seed, force):
-    """Train a particle classifier on particles labelled by their source stack.
-
-    \b
-    cryoxplain train --task classify --class-stack open.mrcs --class-stack closed.mrcs -o classifier.safetensors
-    """
-    run_classifier_training(class_stacks, class_names, arch=arch, config=_parse_config(config_items), epochs=epochs,
-                            batch_size=batch_size, lr=lr, val_fraction=val_fraction, augment=augment, out=output,
-                            device=device, seed=seed, force=force)

@@ -41,6 +41,7 @@ class MrcInfo:
     mode: int
     voxel_size: float | None  # Å per pixel; None when the header holds 0
     kind: str  # "image", "stack" or "volume"
+    truncated: bool = False  # permissive reading of a truncated file: only complete images
 
     @property
     def n_images(self) -> int:
@@ -52,44 +53,68 @@ class MrcInfo:
 
 
 def _voxel_size(mrc) -> float | None:
-    vs = mrc.voxel_size
+    with np.errstate(all="ignore"):  # mrcfile divides the cell size by mx, which may be 0
+        vs = mrc.voxel_size
     x = float(vs.x)
     if not np.isfinite(x) or x <= 0:
         return None
     return x
 
 
+COMPRESSED_SUFFIXES = {".gz", ".bz2", ".xz", ".zst"}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _open(path: Path, mode: str = "r", permissive: bool = False, header_only: bool = False):
-    """Open with mrcfile, translating its exceptions into one-line user errors."""
+    """Open with mrcfile, translating its exceptions into one-line user errors.
+
+    In permissive mode mrcfile's complaints are collected and re-issued as one ``UserWarning``
+    naming the file, so a damaged file is never read silently.
+    """
     if not path.exists():
         raise InputFileError(f"{path}: no such file")
     if path.is_dir():
         raise InputFileError(f"{path}: is a directory, expected an MRC file")
+    if path.suffix.lower() in COMPRESSED_SUFFIXES:
+        raise InputFileError(f"{path}: compressed MRC files are not supported (memory-mapped reading); decompress it first")
     size = path.stat().st_size
     if size < HEADER_BYTES:
         raise InputFileError(f"{path}: not an MRC file (only {size} bytes, shorter than the 1024-byte header)")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error" if not permissive else "ignore", RuntimeWarning)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             if header_only:
-                return mrcfile.open(path, mode=mode, header_only=True, permissive=permissive)
-            return mrcfile.mmap(path, mode=mode, permissive=permissive)
-    except (ValueError, RuntimeWarning, OSError, EOFError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "mode" in msg.lower() and "unrecognised" in msg.lower() or "Unrecognised mode" in msg:
+                mrc = mrcfile.open(path, mode=mode, header_only=True, permissive=permissive)
+            else:
+                mrc = mrcfile.mmap(path, mode=mode, permissive=permissive)
+    except (ValueError, OSError, EOFError) as exc:
+        msg = _first_line(exc)
+        low = msg.lower()
+        if "unrecognised mode" in low or ("mode" in low and "unrecognised" in low):
             raise InputFileError(f"{path}: unsupported MRC data mode ({msg}); supported modes are 0, 1, 2, 6 and 12") from None
-        if "map id" in msg.lower():
+        if "map id" in low:
             raise InputFileError(f"{path}: not an MRC file (header has no 'MAP ' identifier)") from None
-        raise InputFileError(f"{path}: invalid MRC file: {msg}") from None
+        raise InputFileError(f"{path}: invalid MRC file: {msg}; try permissive reading if you trust the data") from None
+    problems = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    if problems:
+        if not permissive:
+            mrc.close()
+            raise InputFileError(f"{path}: invalid MRC file: {problems[0]}")
+        warnings.warn(f"{path}: damaged MRC file read permissively ({'; '.join(problems)})", UserWarning, stacklevel=3)
+    return mrc
 
 
 def sniff(path: str | os.PathLike, permissive: bool = False) -> MrcInfo:
     """Read and check only the header of ``path``.
 
-    Raises :class:`InputFileError` for non-MRC files, unsupported modes, non-positive dimensions
-    and files whose size disagrees with the header (truncated or padded).  With
+    Raises :class:`InputFileError` for non-MRC files, unsupported modes, non-positive dimensions,
+    empty stacks and files whose size disagrees with the header (truncated or padded).  With
     ``permissive=True`` a damaged header is accepted with a warning where mrcfile can still make
-    sense of it.
+    sense of it, and a truncated file is read up to its last complete image (with a warning).
     """
     path = Path(path)
     mrc = _open(path, permissive=permissive, header_only=True)
@@ -101,33 +126,68 @@ def sniff(path: str | os.PathLike, permissive: bool = False) -> MrcInfo:
         ispg = int(h.ispg)
         voxel = _voxel_size(mrc)
     if mode not in SUPPORTED_MODES:
+        if not 0 <= mode <= 102:
+            raise InputFileError(f"{path}: not an MRC file (header data mode {mode} is not an MRC mode)")
         raise InputFileError(f"{path}: unsupported MRC data mode {mode}; supported modes are 0, 1, 2, 6 and 12")
     if min(nx, ny, nz) <= 0:
         if nz == 0 and nx > 0 and ny > 0:
             raise InputFileError(f"{path}: empty stack (header says 0 images)")
         raise InputFileError(f"{path}: header has non-positive dimensions nx={nx} ny={ny} nz={nz}")
-    expected = HEADER_BYTES + nsymbt + nx * ny * nz * np.dtype(SUPPORTED_MODES[mode]).itemsize
+    if nsymbt < 0:
+        raise InputFileError(f"{path}: header has a negative extended-header size ({nsymbt})")
+    item = np.dtype(SUPPORTED_MODES[mode]).itemsize
+    expected = HEADER_BYTES + nsymbt + nx * ny * nz * item
     actual = path.stat().st_size
+    truncated_to = None
     if actual < expected:
         msg = f"{path}: truncated file ({actual} bytes, header promises {expected} for {nz}×{ny}×{nx} mode {mode})"
+        complete = (actual - HEADER_BYTES - nsymbt) // (nx * ny * item)
+        if not permissive or complete < 1:
+            raise InputFileError(msg + ("; permissive reading needs at least one complete image" if permissive else ""))
+        warnings.warn(msg + f"; reading the {complete} complete image(s) (permissive mode)", UserWarning, stacklevel=2)
+        truncated_to = int(complete)
+        nz = truncated_to
+    elif actual > expected:
+        msg = f"{path}: file is larger than its header says ({actual} vs {expected} bytes); inconsistent header"
         if not permissive:
             raise InputFileError(msg)
-        warnings.warn(msg + "; reading what is there (permissive mode)")
-    elif actual > expected and not permissive:
-        raise InputFileError(f"{path}: file is larger than its header says ({actual} vs {expected} bytes); inconsistent header")
-    if nz == 1:
+        warnings.warn(msg + "; ignoring the trailing bytes (permissive mode)", UserWarning, stacklevel=2)
+    is_mrcs = path.suffix.lower() == ".mrcs"
+    if nz == 1 and not is_mrcs and truncated_to is None:
         shape, kind = (ny, nx), "image"
     else:
         shape = (nz, ny, nx)
-        kind = "stack" if (ispg == 0 or path.suffix.lower() == ".mrcs") else "volume"
-    return MrcInfo(path=path, shape=shape, mode=mode, voxel_size=voxel, kind=kind)
+        kind = "stack" if (ispg == 0 or is_mrcs or truncated_to is not None) else "volume"
+    return MrcInfo(path=path, shape=shape, mode=mode, voxel_size=voxel, kind=kind, truncated=truncated_to is not None)
+
+
+def _data_view(info: MrcInfo, permissive: bool):
+    """A read-only memory-mapped view of the data of ``info.path`` shaped ``info.shape``.
+
+    Returns ``(array, closeable)``; ``closeable`` is the mrcfile object to close (or ``None``).
+    """
+    if info.truncated:
+        with _open(info.path, permissive=True, header_only=True) as mrc:
+            dtype = mrcfile.utils.data_dtype_from_header(mrc.header)
+            offset = HEADER_BYTES + int(mrc.header.nsymbt)
+        return np.memmap(info.path, dtype=dtype, mode="r", offset=offset, shape=info.shape), None
+    mrc = _open(info.path, permissive=permissive)
+    data = mrc.data
+    if data is None:
+        mrc.close()
+        raise InputFileError(f"{info.path}: mrcfile could not map the data block")
+    return data.reshape(info.shape), mrc
 
 
 def _convert(data: np.ndarray, dtype, where: str, check_finite: bool) -> np.ndarray:
-    out = np.asarray(data, dtype=dtype)
-    if check_finite and not np.isfinite(out).all():
-        bad = int(np.size(out) - np.count_nonzero(np.isfinite(out)))
+    """Copy ``data`` (possibly a memory map) into a new in-memory array of ``dtype``."""
+    if check_finite and data.dtype.kind == "f" and not np.isfinite(data).all():
+        bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
         raise InputFileError(f"{where}: data contain {bad} NaN/Inf value(s); clean the input first")
+    with np.errstate(over="ignore"):
+        out = np.array(data, dtype=dtype, copy=True)
+    if out.dtype == np.float16 and data.dtype != np.float16 and not np.isfinite(out).all():
+        raise ParameterError(f"{where}: values exceed the float16 range (±65504); read as float32")
     return out
 
 
@@ -140,9 +200,14 @@ def read_mrc(path: str | os.PathLike, dtype: str = "float32", permissive: bool =
     """
     info = sniff(path, permissive=permissive)
     dt = _output_dtype(dtype)
-    with _open(info.path, permissive=permissive) as mrc:
-        data = _convert(mrc.data, dt, str(info.path), check_finite)
-    return data.reshape(info.shape) if data.size == np.prod(info.shape) else data, info.voxel_size
+    data, mrc = _data_view(info, permissive)
+    try:
+        out = _convert(data, dt, str(info.path), check_finite)
+    finally:
+        del data
+        if mrc is not None:
+            mrc.close()
+    return out, info.voxel_size
 
 
 def _output_dtype(dtype) -> np.dtype:
@@ -174,8 +239,7 @@ class ImageStack:
         self.path = self.info.path
         self.voxel_size = self.info.voxel_size
         self.check_finite = check_finite
-        self._mrc = _open(self.path, permissive=permissive)
-        data = self._mrc.data
+        data, self._mrc = _data_view(self.info, permissive)
         self._data = data.reshape((1,) + data.shape) if data.ndim == 2 else data
 
     def __len__(self) -> int:
@@ -202,7 +266,8 @@ class ImageStack:
                                   f"{self.path} images {start}..{stop - 1}", self.check_finite)
 
     def close(self) -> None:
-        if self._mrc is not None:
+        self._data = None
+        if getattr(self, "_mrc", None) is not None:
             self._mrc.close()
             self._mrc = None
 
@@ -245,6 +310,8 @@ def write_mrc(path: str | os.PathLike, data: np.ndarray, voxel_size: float | Non
     if data.size == 0:
         raise ShapeError("refusing to write an empty array")
     kind = kind or ("image" if data.ndim == 2 else "stack")
+    if kind not in ("image", "stack", "volume") or (kind == "image") != (data.ndim == 2):
+        raise ShapeError(f"cannot write data of shape {data.shape} as kind {kind!r} (image: 2D; stack/volume: 3D)")
     dt = _output_dtype(dtype)
     if not np.isfinite(data).all():
         raise ParameterError(f"refusing to write {path}: data contain NaN/Inf")
@@ -273,7 +340,7 @@ class StackWriter:
         self.dtype = _output_dtype(dtype)
         self._ctx = atomic_path(path, force=force, inputs=inputs)
         self._mrc = None
-        self._written = 0
+        self._written = np.zeros(1 if len(self.shape) == 2 else self.shape[0], dtype=bool)
 
     def __enter__(self) -> "StackWriter":
         tmp = self._ctx.__enter__()
@@ -287,20 +354,32 @@ class StackWriter:
             raise ParameterError(f"refusing to write {self.path}: output batch at {start} contains NaN/Inf")
         if len(self.shape) == 2:
             self._mrc.data[...] = images.reshape(self.shape)
-            self._written = 1
+            self._written[:] = True
             return
+        if images.ndim == 2:
+            images = images[None]
+        if start < 0 or start + len(images) > self.shape[0] or images.shape[1:] != self.shape[1:]:
+            raise ShapeError(f"{self.path}: batch of shape {images.shape} at {start} does not fit the stack {self.shape}")
         self._mrc.data[start:start + len(images)] = images.astype(self.dtype, copy=False)
-        self._written += len(images)
+        self._written[start:start + len(images)] = True
 
     def __exit__(self, exc_type, exc, tb):
+        error = None
         try:
             if exc_type is None:
+                if not self._written.all():
+                    missing = int((~self._written).sum())
+                    raise ShapeError(f"{self.path}: {missing} image(s) of the stack were never written; output discarded")
                 _set_header(self._mrc, self.voxel_size, self.kind)
                 self._mrc.flush()
-            self._mrc.close()
-        except BaseException as e:  # make sure the temp file is removed
-            self._ctx.__exit__(type(e), e, e.__traceback__)
-            raise
+        except BaseException as e:  # noqa: BLE001 - re-raised below after cleaning up
+            error = e
+        finally:
+            with contextlib.suppress(Exception):
+                self._mrc.close()
+        if error is not None:
+            self._ctx.__exit__(type(error), error, error.__traceback__)
+            raise error
         return self._ctx.__exit__(exc_type, exc, tb)
 
 
@@ -310,3 +389,22 @@ def validate(path: str | os.PathLike) -> bool:
 
     buf = io.StringIO()
     return bool(mrcfile.validate(str(path), print_file=buf))
+
+
+def stack_stats(path: str | os.PathLike, batch_size: int = 256, permissive: bool = False) -> dict:
+    """Min, max, mean and standard deviation of all pixels of an image, stack or volume, computed
+    batch by batch from the memory map (bounded memory; float64 accumulation)."""
+    info = sniff(path, permissive=permissive)
+    n = 0
+    s1 = s2 = 0.0
+    lo, hi = np.inf, -np.inf
+    with ImageStack(path, permissive=permissive, allow_volume=True) as st:
+        for _, b in st.batches(batch_size):
+            b = b.astype(np.float64)
+            n += b.size
+            s1 += b.sum()
+            s2 += np.square(b).sum()
+            lo, hi = min(lo, float(b.min())), max(hi, float(b.max()))
+    mean = s1 / n
+    return {"min": lo, "max": hi, "mean": mean, "std": float(np.sqrt(max(s2 / n - mean * mean, 0.0))),
+            "n_pixels": n, "kind": info.kind}

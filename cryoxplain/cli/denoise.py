@@ -1,0 +1,36 @@
+"""``cryoxplain denoise``: apply a denoiser to particle stacks and micrographs (Topaz-like flags)."""
+from __future__ import annotations
+
+import click
+
+from .common import batch_size_option, device_option, force_option
+
+
+@click.command("denoise")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="Output file (one input) or folder (several inputs; created if missing).")
+@click.option("-m", "--model", default="default", show_default=True,
+              help="Model file (.safetensors) or the name of a shipped model.")
+@batch_size_option
+@device_option
+@click.option("-s", "--patch-size", type=click.IntRange(min=1), default=1024, show_default=True,
+              help="Micrographs larger than this are denoised in tiles with this kept centre size (px).")
+@click.option("-p", "--padding", type=click.IntRange(min=0), default=None,
+              help="Context (px) added around each tile; default and minimum: the model's receptive radius.")
+@click.option("--format", "fmt", type=click.Choice(["mrc", "tiff", "png"]), default="mrc", show_default=True,
+              help="Output format for micrographs (stacks are always MRC; PNG is an 8-bit preview).")
+@click.option("--suffix", default="", help="Appended to each output file stem when -o is a folder.")
+@force_option
+def denoise(inputs, output, model, batch_size, device, patch_size, padding, fmt, suffix, force):
+    """Denoise particle stacks (.mrcs) and micrographs (2D .mrc).
+
+    Stacks are streamed batch by batch (bounded memory); micrographs are normalised once and tiled.
+    The voxel size is kept.  Library: cryoxplain.denoise.denoise_files.
+    """
+    from ..denoise import denoise_files
+
+    outs = denoise_files(inputs, output, model, batch_size=batch_size, device=device, patch_size=patch_size,
+                         padding=padding, force=force, fmt=fmt, suffix=suffix)
+    for p in outs:
+        click.echo(f"wrote {p}")
