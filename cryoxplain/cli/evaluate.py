@@ -12,6 +12,7 @@ from .common import batch_size_option, force_option
 # subcommand name -> "module:attribute" (module relative to cryoxplain.cli), imported lazily
 SUBCOMMANDS: dict[str, str] = {
     "snr": "evaluate:snr",
+    "equivariance": "evaluate_equivariance:equivariance",
 }
 
 
