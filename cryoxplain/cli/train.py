@@ -46,9 +46,12 @@ def _parse_config(items) -> dict:
 @click.option("--val-fraction", type=float, default=0.1, show_default=True, help="Fraction of images held out.")
 @click.option("--crop", type=click.IntRange(min=1), default=None, help="Train on random CROP×CROP windows (fully convolutional models).")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=1, show_default=True, help="Checkpoint interval (epochs).")
+@click.option("--equivariance/--no-equivariance", default=True, show_default=True,
+              help="Record the rotation-equivariance error per epoch (denoisers; history columns "
+                   "equivariance, equivariance_grid, equivariance_floor, equivariance_reference).")
 @force_option
 def train(task, arch, config_items, noisy, clean, noisy2, class_stacks, class_names, epochs, seed, output, resume, augment, device,
-          batch_size, lr, lr_schedule, val_fraction, crop, checkpoint_every, force):
+          batch_size, lr, lr_schedule, val_fraction, crop, checkpoint_every, equivariance, force):
     """Train a model and write it with its per-epoch history.
 
     \b
@@ -68,7 +71,12 @@ def train(task, arch, config_items, noisy, clean, noisy2, class_stacks, class_na
         raise ParameterError("--noisy is required for --task denoise")
     from ..train import train_denoiser
 
-    res = train_denoiser(noisy, clean, noisy2, crop=crop, lr_schedule=lr_schedule, **common)
+    callbacks = []
+    if equivariance:
+        from ..metrics.equivariance import EquivarianceCallback
+
+        callbacks.append(EquivarianceCallback(seed=seed))
+    res = train_denoiser(noisy, clean, noisy2, callbacks=callbacks, crop=crop, lr_schedule=lr_schedule, **common)
     last = {k: v[-1] for k, v in res.history.items()}
     click.echo(f"wrote {res.model_path} (epoch {int(last['epoch'])}: train loss {last['train_loss']:.4g}, "
                f"val loss {last['val_loss']:.4g}, val SNR_out {last['val_snr_out_db']:.2f} dB, "
