@@ -22,6 +22,9 @@ COMMANDS: dict[str, str] = {
     "denoise": "denoise:denoise",
     "evaluate": "evaluate:evaluate",
     "train": "train:train",
+    "classify": "classify:classify",
+    "explain": "explain:explain",
+    "plugins": "plugins:plugins",
 }
 
 
