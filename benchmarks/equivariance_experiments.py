@@ -16,8 +16,11 @@ depth (the upper anchor: exactly equivariant to 90° rotations on the pixel grid
 steps are only approximate with 3×3 kernels).
 
 ``--target signal`` (default, the thesis' formulation §7.1): the networks predict the clean image,
-``F(x) = body(x)``.  ``--target noise``: residual learning, ``F(x) = x − body(x)``, exactly as the
-shipped ``spiral``/``cartesian`` architectures do.  Both use the same layers and parameters.
+``F(x) = body(x)`` (config ``residual=False``; the spiral also ``outside="zero"``, so it makes no
+prediction outside its disc).  ``--target noise``: residual learning, ``F(x) = x − body(x)``
+(``residual=True``).  Both use the same layers and parameters, and every model is an ordinary
+registered architecture (``build_model(arch, **config)``; a model trained with either target can
+be saved and used by ``cryoxplain denoise``).
 
 Per epoch (epoch 0 = before training) the history records the validation denoising score (MSE
 loss in normalised units, SNR_out in dB against the ground truth, PSNR), the training loss, and
@@ -43,7 +46,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from copy import deepcopy
@@ -136,33 +138,6 @@ def _register_steerable():
     register_architecture("steerable", task="denoise")(SteerableDenoiser)
 
 
-def _register_signal_variants():
-    """Architectures ``spiral_signal`` / ``cartesian_signal`` (only in this process): the shipped
-    networks, layer for layer, but predicting the clean signal directly (``F(x) = body(x)``)
-    instead of the noise (``F(x) = x − body(x)``) — the thesis' formulation (§7.1)."""
-    from cryoxplain.models import cartesian, spiral
-    from cryoxplain.models.registry import _ARCHS, register_architecture
-
-    if "spiral_signal" in _ARCHS:
-        return
-
-    class SpiralSignal(spiral.SpiralDenoiser):
-        """Spiral CNN predicting the signal on the spiral, resampled to the grid (0 outside the disc)."""
-
-        def forward(self, x):
-            s = self.spiral_noise(x)  # the body's output on the spiral (here: the signal estimate)
-            return self.to_grid(s).reshape(x.shape[0], 1, *self.input_shape)
-
-    class CartesianSignal(cartesian.CartesianDenoiser):
-        """Cartesian DnCNN body predicting the signal directly."""
-
-        def forward(self, x):
-            return self.body(x)
-
-    register_architecture("spiral_signal", task="denoise")(SpiralSignal)
-    register_architecture("cartesian_signal", task="denoise")(CartesianSignal)
-
-
 def n_params(model: torch.nn.Module) -> int:
     return int(sum(p.numel() for p in model.parameters() if p.requires_grad))
 
@@ -170,29 +145,30 @@ def n_params(model: torch.nn.Module) -> int:
 def model_specs(cfg: dict, models: list[str], target: str = "signal") -> dict[str, tuple[str, dict]]:
     """``name -> (arch, config)`` of matched size; the steerable model's field count is chosen so that
     its parameter count is closest to the cartesian one's.  ``target``: ``signal`` (the networks
-    predict the clean image; the thesis' setting) or ``noise`` (residual learning, as the shipped
-    architectures do)."""
+    predict the clean image, config ``residual=False``; the thesis' setting) or ``noise``
+    (residual learning, ``residual=True``)."""
     from cryoxplain.models.registry import build_model
 
     if target not in ("signal", "noise"):
         raise SystemExit(f"unknown target {target!r}; choose signal or noise")
-    if target == "signal":
-        _register_signal_variants()
-    suffix = "_signal" if target == "signal" else ""
+    residual = target == "noise"
     base = {"depth": cfg["depth"], "width": cfg["width"], "kernel_size": cfg["kernel_size"]}
     specs: dict[str, tuple[str, dict]] = {}
     for name in models:
         if name == "cartesian":
-            specs[name] = ("cartesian" + suffix, dict(base))
+            specs[name] = ("cartesian", dict(base, residual=residual))
         elif name == "spiral":
-            specs[name] = ("spiral" + suffix, dict(base, **spiral_geometry(cfg)))
+            # predicting the signal, the spiral makes no claim outside its disc (zero there, as in
+            # the thesis); the residual spiral passes the input through there, as shipped before
+            outside = "passthrough" if residual else "zero"
+            specs[name] = ("spiral", dict(base, **spiral_geometry(cfg), residual=residual, outside=outside))
         elif name == "steerable":
             _register_steerable()
             target_n = n_params(build_model("cartesian", **base))
             best = None
             f0 = max(1, round(cfg["width"] / math.sqrt(cfg["n_rot"])))
             for f in sorted({max(1, f0 - 1), f0, f0 + 1}):
-                c = dict(base, n_rot=cfg["n_rot"], fields=f, residual=target == "noise")
+                c = dict(base, n_rot=cfg["n_rot"], fields=f, residual=residual)
                 d = abs(n_params(build_model("steerable", **c)) - target_n)
                 if best is None or d < best[0]:
                     best = (d, c)
@@ -538,8 +514,8 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--density", type=Path, default=RIBOSOME, help="MRC density map (default: the 70S ribosome)")
     ap.add_argument("--target", choices=("signal", "noise"), default="signal",
-                    help="what the networks predict: the clean signal (thesis, default) or the noise (residual "
-                         "learning, as the shipped spiral/cartesian models do)")
+                    help="what the networks predict: the clean signal (thesis, default; config residual=false) "
+                         "or the noise (residual learning; config residual=true)")
     ap.add_argument("--replot", action="store_true",
                     help="do not train: re-check the claims and redraw the figures from OUT/results.h5")
     args = ap.parse_args(argv)

@@ -61,9 +61,9 @@ def test_inference_form_equals_model():
     np.testing.assert_allclose(den.denoise_images(img), ref, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("dil", [None, [2, 3, 1]])
-def test_tiled_equals_whole_image_no_seams(dil):
-    den = Denoiser(_model(dilations=dil), device="cpu")
+@pytest.mark.parametrize("dil,residual", [(None, True), ([2, 3, 1], True), (None, False)])
+def test_tiled_equals_whole_image_no_seams(dil, residual):
+    den = Denoiser(_model(dilations=dil, residual=residual), device="cpu")
     rng = np.random.default_rng(0)
     img = (rng.normal(size=(150, 131)) + 3.0).astype(np.float32)
     whole = den.denoise_micrograph(img, patch_size=4096)

@@ -147,3 +147,34 @@ def test_cli_version_and_unknown_command():
     assert r.exit_code == 0 and "cryoxplain" in r.output
     r = CliRunner().invoke(cli, ["no-such-command"])
     assert r.exit_code == 2
+
+
+def test_sigterm_leaves_no_partial_output(tmp_path):
+    """A run killed by SIGTERM (a scheduler, `timeout`) leaves neither output nor temp file."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "slow.py"
+    script.write_text(
+        "import sys, time\n"
+        "from cryoxplain.cli.main import main, cli\n"
+        "import click\n"
+        "from cryoxplain.io.atomic import atomic_path\n"
+        "@cli.command('_slow')\n"
+        "@click.argument('out')\n"
+        "def _slow(out):\n"
+        "    with atomic_path(out) as tmp:\n"
+        "        open(tmp, 'w').write('partial')\n"
+        "        print('ready', flush=True)\n"
+        "        time.sleep(60)\n"
+        "main(['_slow', sys.argv[1]])\n")
+    out = tmp_path / "out.dat"
+    p = subprocess.Popen([sys.executable, str(script), str(out)], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "ready"
+    p.send_signal(signal.SIGTERM)
+    p.wait(timeout=30)
+    assert p.returncode != 0
+    assert not out.exists()
+    assert [f.name for f in tmp_path.iterdir()] == ["slow.py"]

@@ -124,8 +124,6 @@ def test_cli_group_exit_codes(tmp_path, models):
 def test_train_command_records_equivariance(tmp_path):
     import h5py
 
-    pytest.importorskip("cryoxplain.cli.train", reason="the train command (cartesian branch) is not merged yet")
-
     from cryoxplain.cli.main import cli
 
     rng = np.random.default_rng(0)
@@ -148,7 +146,6 @@ def test_train_command_records_equivariance(tmp_path):
 
 
 def test_rotation_augmentation_keeps_noise_variance():
-    pytest.importorskip("cryoxplain.train.denoise", reason="the training loop (cartesian branch) is not merged yet")
     from cryoxplain.geometry.rotate import disc_mask
     from cryoxplain.train.denoise import _rotate
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from cryoxplain.errors import ModelFileError, ParameterError, ShapeError
+from cryoxplain.errors import ParameterError, ShapeError
 from cryoxplain.geometry.spiral import spiral_geometry, spiral_operators
 from cryoxplain.models import build_model, load_model, save_model
 from cryoxplain.models.spiral import SparseResampler, SpiralConv2d, SpiralDenoiser, spiral_param_count
@@ -18,29 +18,9 @@ def _cache_in_tmp(tmp_path_factory, monkeypatch):
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
-def _cartesian(depth, width, kernel_size=3):
-    """The cartesian DnCNN (``cryoxplain.models.cartesian`` once merged, else a local stand-in)."""
-    try:
-        from cryoxplain.models import cartesian  # noqa: F401
-        return build_model("cartesian", depth=depth, width=width, kernel_size=kernel_size)
-    except (ImportError, ModelFileError):
-        return _LocalDnCNN(depth, width, kernel_size)
-
-
-class _LocalDnCNN(nn.Module):
-    """Stand-in for the cartesian DnCNN (same layer recipe) until branch `cartesian` is merged."""
-
-    def __init__(self, depth, width, k=3):
-        super().__init__()
-        layers = [nn.Conv2d(1, width, k, padding=k // 2), nn.ReLU()]
-        for _ in range(depth - 2):
-            layers += [nn.Conv2d(width, width, k, padding=k // 2, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
-        layers.append(nn.Conv2d(width, 1, k, padding=k // 2))
-        self.body = nn.Sequential(*layers)
-        self.input_shape = None
-
-    def forward(self, x):
-        return x - self.body(x)
+def _cartesian(depth, width, kernel_size=3, residual=True):
+    """The cartesian DnCNN of the same depth/width/kernel (cryoxplain.models.cartesian)."""
+    return build_model("cartesian", depth=depth, width=width, kernel_size=kernel_size, residual=residual)
 
 
 try:  # the shared metric (branch `equivariance`); the local helper below until it is merged
@@ -193,7 +173,7 @@ def test_registered_and_round_trips_through_model_file(tmp_path):
     m.eval()
     cfg = m.config()
     assert cfg == dict(box_size=24, depth=3, width=4, kernel_size=3, n_wind=12, n_spls=434,
-                       outside="passthrough")
+                       outside="passthrough", residual=False)
     path = save_model(tmp_path / "s.safetensors", m, "spiral", cfg, training={"epochs": 0})
     m2, info = load_model(path)
     assert info.arch == "spiral" and info.task == "denoise"
@@ -202,9 +182,11 @@ def test_registered_and_round_trips_through_model_file(tmp_path):
         torch.testing.assert_close(m(x), m2(x))
 
 
-def test_inference_form_folds_batch_norm():
+@pytest.mark.parametrize("residual", [False, True])
+@pytest.mark.parametrize("outside", ["passthrough", "zero"])
+def test_inference_form_folds_batch_norm(residual, outside):
     torch.manual_seed(0)
-    m = SpiralDenoiser(box_size=24, depth=4, width=6)
+    m = SpiralDenoiser(box_size=24, depth=4, width=6, residual=residual, outside=outside)
     with torch.no_grad():  # non-trivial running statistics and affine parameters
         m.train()(3 * torch.randn(8, 1, 24, 24) + 1)
         for mod in m.modules():
@@ -213,6 +195,7 @@ def test_inference_form_folds_batch_norm():
                 mod.bias.uniform_(-1, 1)
     m.eval()
     fast = m.for_inference()
+    assert fast.residual == residual and fast.outside == outside
     assert not any(isinstance(mod, nn.BatchNorm1d) for mod in fast.modules())
     assert not any(p.requires_grad for p in fast.parameters())
     assert any(isinstance(mod, nn.BatchNorm1d) for mod in m.modules())   # the original is untouched
@@ -246,9 +229,10 @@ def test_parameter_count_matches_cartesian(depth, width, k):
     assert abs(n_spiral - n_cart) <= 0.10 * n_cart
 
 
-def test_gradients_reach_every_parameter():
+@pytest.mark.parametrize("residual", [False, True])
+def test_gradients_reach_every_parameter(residual):
     torch.manual_seed(0)
-    m = SpiralDenoiser(box_size=24, depth=4, width=6, kernel_size=3)
+    m = SpiralDenoiser(box_size=24, depth=4, width=6, kernel_size=3, residual=residual)
     x = torch.randn(3, 1, 24, 24)
     loss = ((m(x) - x.flip(-1)) ** 2).mean()
     loss.backward()
@@ -256,31 +240,41 @@ def test_gradients_reach_every_parameter():
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
 
 
-def test_rule_outside_the_disc():
+@pytest.mark.parametrize("residual", [False, True])
+def test_rule_outside_the_disc(residual):
     torch.manual_seed(0)
     x = torch.randn(2, 1, 24, 24)
     for outside in ("passthrough", "zero"):
-        m = SpiralDenoiser(box_size=24, depth=3, width=4, outside=outside).eval()
+        torch.manual_seed(1)
+        m = SpiralDenoiser(box_size=24, depth=3, width=4, outside=outside, residual=residual).eval()
         with torch.no_grad():
             y = m(x)
+            body = m.to_grid(m.spiral_body(x)).reshape(x.shape)
         inside = m.mask
         assert inside.sum() > 0.7 * 24 * 24 * np.pi / 4
         expect_out = x[:, :, ~inside] if outside == "passthrough" else torch.zeros_like(x[:, :, ~inside])
         torch.testing.assert_close(y[:, :, ~inside], expect_out)
         assert (y[:, :, inside] - x[:, :, inside]).abs().max() > 0   # it does act inside
+        # inside: the body's grid output is the noise estimate (residual) or the signal estimate
+        expect_in = (x - body if residual else body)[:, :, inside]
+        torch.testing.assert_close(y[:, :, inside], expect_in)
 
 
 def test_untrained_spiral_is_much_more_equivariant_than_cartesian():
     """Thesis §7.4: "nearly equivariant right from the start of the training".
 
     Untrained nets of the same depth/width (same seeds, eval mode), two sizes × three seeds,
-    compared on their noise branch ``x − F(x)`` (the full output F(x) = x − noise is dominated
-    by the exactly equivariant identity; the branch isolates what the network computes), with
-    exact 90° rotations so the rotation operator contributes no error.  Single untrained nets
-    vary a lot (a random cartesian net can be nearly isotropic by chance), so the errors are
-    averaged over the six nets.  Observed: clean particle-like images 0.12 vs 0.89 (≈ 7.7×); at
-    SNR ≈ 1, ≈ 3.5–4.5×, because white noise is resampled by three linear interpolations whose
-    blur differs between a sample and its rotated position.  Asserted: ≥ 4× and ≥ 2.5×.
+    compared on what the network computes: the body's map on the grid, i.e. the output ``F(x)``
+    of the signal-predicting nets (``residual=False``, the spiral's default).  The same nets are
+    then switched to residual learning and compared on their full output ``x − body`` (dominated
+    by the exactly equivariant identity, so a weaker check; the noise branch ``x − F(x)`` of a
+    residual net is the signal-mode output again inside the disc).  Exact 90° rotations, so the
+    rotation operator contributes no error.  Single untrained nets vary a lot (a random
+    cartesian net can be nearly isotropic by chance), so the errors are averaged over the six
+    nets.  Observed (shared metric, spiral-disc mask): clean particle-like images 0.036 vs 0.23
+    (≈ 6.4×); at SNR ≈ 1 0.087 vs 0.39 (≈ 4.5×), because white noise is resampled by three
+    linear interpolations whose blur differs between a sample and its rotated position.
+    Asserted: ≥ 4× and ≥ 2.5×.
     """
     box = 32
     nets = []
@@ -289,17 +283,17 @@ def test_untrained_spiral_is_much_more_equivariant_than_cartesian():
             torch.manual_seed(seed)
             spiral = SpiralDenoiser(box_size=box, depth=depth, width=width).eval()
             torch.manual_seed(seed)
-            nets.append((spiral, _cartesian(depth, width).eval()))
+            nets.append((spiral, _cartesian(depth, width, residual=False).eval()))
+    assert not nets[0][0].residual
     mask = nets[0][0].mask.float()
     for noise, factor in ((0.0, 4.0), (1.0, 2.5)):
         x = _particles(box, 4, noise)
-        e_sp = np.mean([_equivariance_error(lambda t: t - s(t), x, (1, 2, 3), mask) for s, _ in nets])
-        e_ca = np.mean([_equivariance_error(lambda t: t - c(t), x, (1, 2, 3), mask) for _, c in nets])
-        assert e_sp * factor < e_ca, (noise, e_sp, e_ca)
-        # and on the full denoiser output as well
-        f_sp = np.mean([_equivariance_error(s, x, (1, 2, 3), mask) for s, _ in nets])
-        f_ca = np.mean([_equivariance_error(c, x, (1, 2, 3), mask) for _, c in nets])
-        assert f_sp * factor < f_ca, (noise, f_sp, f_ca)
+        for residual in (False, True):
+            for s, c in nets:
+                s.residual = c.residual = residual
+            e_sp = np.mean([_equivariance_error(s, x, (1, 2, 3), mask) for s, _ in nets])
+            e_ca = np.mean([_equivariance_error(c, x, (1, 2, 3), mask) for _, c in nets])
+            assert e_sp * factor < e_ca, (noise, residual, e_sp, e_ca)
 
 
 @pytest.mark.gpu

@@ -22,6 +22,9 @@ COMMANDS: dict[str, str] = {
     "denoise": "denoise:denoise",
     "evaluate": "evaluate:evaluate",
     "train": "train:train",
+    "classify": "classify:classify",
+    "explain": "explain:explain",
+    "plugins": "plugins:plugins",
 }
 
 
@@ -59,8 +62,16 @@ def cli(ctx, debug):
     ctx.obj["debug"] = debug
 
 
+def _terminate(signum, frame):  # pragma: no cover - exercised through a subprocess test
+    # turn SIGTERM (batch schedulers, `timeout`) into SystemExit so atomic writers clean up
+    raise SystemExit(128 + signum)
+
+
 def main(argv=None):
     """Console-script entry point."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         cli.main(args=argv, prog_name="cryoxplain", standalone_mode=True)
     except CryoxplainError as exc:  # raised outside a command (e.g. while loading one)

@@ -60,6 +60,8 @@ class Param:
             raise ParameterError(f"parameter {self.name}: {value!r} is not a valid {self.type.__name__}") from None
         if v is None:
             return v
+        if isinstance(v, float) and not np.isfinite(v):
+            raise ParameterError(f"parameter {self.name}: {value!r} is not a finite number")
         if self.choices is not None and v not in self.choices:
             raise ParameterError(f"parameter {self.name}: {v!r} is not one of {', '.join(map(str, self.choices))}")
         if self.min is not None and v < self.min:
@@ -85,6 +87,19 @@ class Target:
     def check(self, output_shape: tuple) -> None:
         """Raise :class:`ParameterError` when the target does not fit an output of this shape."""
 
+    def bind(self, model: torch.nn.Module, inputs: torch.Tensor) -> "Target":
+        """The target resolved for this batch of inputs (e.g. *predicted class* → the class of each
+        input).  Explainers call this once per batch before perturbing the inputs, so a target that
+        depends on the model's answer stays fixed along a path or under noise.  Default: ``self``.
+        """
+        return self
+
+    def select(self, idx: torch.Tensor) -> "Target":
+        """The target for the images ``idx`` (a long tensor) of the bound batch, in that order —
+        needed when path points of different images are evaluated together.  Targets that treat
+        every image the same return ``self`` (the default)."""
+        return self
+
     @staticmethod
     def from_callable(fn: Callable[[torch.Tensor], torch.Tensor], description: str = "custom") -> "Target":
         return _CallableTarget(fn, description)
@@ -101,11 +116,17 @@ class _CallableTarget(Target):
         return self.description
 
 
-def explained_function(model: torch.nn.Module, target: Target) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``f(x) = target(model(x))``: ``(B, 1, H, W) -> (B,)``."""
+def explained_function(model: torch.nn.Module, target: Target) -> Callable[..., torch.Tensor]:
+    """``f(x) = target(model(x))``: ``(B, 1, H, W) -> (B,)``.
 
-    def f(x: torch.Tensor) -> torch.Tensor:
-        out = target(model(x))
+    The returned function also accepts ``f(x, idx)``: row ``j`` of ``x`` then belongs to image
+    ``idx[j]`` of the batch the target was bound to (``target.select(idx)`` is used), which is how
+    :func:`cryoxplain.explain.paths.integrate_path` evaluates mixed chunks of path points.
+    """
+
+    def f(x: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
+        t = target if idx is None else target.select(idx)
+        out = t(model(x))
         if out.ndim != 1 or out.shape[0] != x.shape[0]:
             raise PluginError(f"target {target.describe()} returned shape {tuple(out.shape)}, expected ({x.shape[0]},)")
         return out
@@ -200,6 +221,11 @@ class Explainer:
     reference: ClassVar[str] = ""
     api_version: ClassVar[int] = API_VERSION
     params: ClassVar[tuple[Param, ...]] = ()
+    #: global index (in the stack) of the first image of the batch being explained; set by
+    #: :func:`cryoxplain.explain.explain_stack` before each ``attribute`` call.  Explainers that
+    #: draw random numbers seed them per image from ``(seed, index_offset + i)`` so that results do
+    #: not depend on how a stack is split into batches.
+    index_offset: int = 0
 
     def __init__(self, **kwargs):
         declared = {p.name: p for p in self.params}
@@ -227,3 +253,27 @@ class Explainer:
         return Attribution(maps=maps, method=self.name, params=dict(self.config), target=target.describe(),
                            model=getattr(model, "cryoxplain_description", type(model).__name__ if model is not None else ""),
                            extras=extras)
+
+
+def image_seed(seed: int, index: int) -> int:
+    """A well-mixed 63-bit seed for image ``index`` of a stack explained with ``seed``.
+
+    ``torch.Generator().manual_seed(image_seed(seed, i))`` gives every image its own reproducible
+    random stream, independent of batching and of the other images.
+    """
+    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(index)]).generate_state(2, dtype=np.uint32)
+    return int((int(state[0]) << 31) ^ int(state[1])) & 0x7FFFFFFFFFFFFFFF
+
+
+def check_inputs(model: torch.nn.Module, inputs: torch.Tensor) -> None:
+    """The checks every explainer runs first: ``(B, 1, H, W)``, finite, the model's input size."""
+    from ..errors import ShapeError
+
+    if not isinstance(inputs, torch.Tensor) or inputs.ndim != 4 or inputs.shape[1] != 1:
+        shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
+        raise ShapeError(f"inputs must be a (B, 1, H, W) tensor, got {shape}")
+    if not torch.isfinite(inputs).all():
+        raise ParameterError("inputs contain NaN or infinite values")
+    fixed = getattr(model, "input_shape", None)
+    if fixed is not None and tuple(fixed) != tuple(inputs.shape[-2:]):
+        raise ShapeError(f"the model expects {fixed[1]}×{fixed[0]} images, got {inputs.shape[-1]}×{inputs.shape[-2]}")

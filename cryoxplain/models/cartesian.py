@@ -1,12 +1,19 @@
-"""Cartesian CNN denoiser: a DnCNN-style residual network on the pixel grid.
+"""Cartesian CNN denoiser: a DnCNN-style (residual) network on the pixel grid.
 
 Architecture (Zhang et al., "Beyond a Gaussian denoiser: residual learning of deep CNN for image
 denoising", IEEE TIP 26:3142, 2017; the thesis' cartesian baseline, §7.2)::
 
     conv k×k (1 → width) + ReLU
     (depth − 2) × [conv k×k (width → width, no bias) + BatchNorm + ReLU]
-    conv k×k (width → 1)                      → predicted noise n̂
-    output = input − n̂                        (residual learning)
+    conv k×k (width → 1)                      → body(input)
+    output = input − body(input)              (residual=True, default: body predicts the noise)
+    output = body(input)                      (residual=False: body predicts the clean image)
+
+Residual learning (config ``residual``, default True) is DnCNN's choice and the shipped default
+model's.  On the pixel grid both formulations work (SNR 1/4, ``benchmarks/equivariance_experiments.py
+--quick``: output SNR 4.67 dB residual vs 5.26 dB predicting the signal, docs/equivariance.md §4);
+the spiral denoiser defaults to ``residual=False`` because there residual learning fails.  Model
+files written before the key existed load as residual nets.
 
 Optionally the hidden convolutions are dilated (``dilations``, one factor per hidden layer, e.g.
 ``[1, 2, 3, 4, 3, 2]`` for depth 8 — the dilated DnCNN variant of Zhang et al., "Learning deep CNN
@@ -29,14 +36,14 @@ import torch
 from torch import nn
 
 from ..errors import ParameterError
-from .registry import register_architecture
+from .registry import config_bool, register_architecture
 
 #: default configuration of the cartesian denoiser (also the shipped default model's)
-DEFAULT_CONFIG = {"depth": 8, "width": 32, "kernel_size": 3}
+DEFAULT_CONFIG = {"depth": 8, "width": 32, "kernel_size": 3, "residual": True}
 
 
 class CartesianDenoiser(nn.Module):
-    """DnCNN-style residual denoiser; see the module docstring.
+    """DnCNN-style denoiser; see the module docstring.
 
     Parameters
     ----------
@@ -48,6 +55,9 @@ class CartesianDenoiser(nn.Module):
         Odd kernel size k of every convolution.
     dilations : list of int or None
         Dilation of each of the ``depth − 2`` hidden convolutions (None: all 1).
+    residual : bool
+        True: ``output = input − body(input)`` (the body estimates the noise); False:
+        ``output = body(input)`` (the body estimates the clean image).
 
     Input and output are ``(B, 1, H, W)`` float tensors of any H, W.
     """
@@ -55,8 +65,10 @@ class CartesianDenoiser(nn.Module):
     #: fully convolutional: any image size is accepted
     input_shape = None
 
-    def __init__(self, depth: int = 8, width: int = 32, kernel_size: int = 3, dilations=None):
+    def __init__(self, depth: int = 8, width: int = 32, kernel_size: int = 3, dilations=None,
+                 residual: bool = True):
         super().__init__()
+        self.residual = config_bool(residual, "residual")
         depth, width, kernel_size = int(depth), int(width), int(kernel_size)
         if depth < 2:
             raise ParameterError(f"cartesian denoiser: depth must be ≥ 2, got {depth}")
@@ -86,7 +98,8 @@ class CartesianDenoiser(nn.Module):
         return (2 + hidden) * (self.kernel_size // 2)
 
     def config(self) -> dict:
-        cfg = {"depth": self.depth, "width": self.width, "kernel_size": self.kernel_size}
+        cfg = {"depth": self.depth, "width": self.width, "kernel_size": self.kernel_size,
+               "residual": self.residual}
         if self.dilations is not None:
             cfg["dilations"] = list(self.dilations)
         return cfg
@@ -94,7 +107,7 @@ class CartesianDenoiser(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != 1:
             raise ValueError(f"expected a (B, 1, H, W) tensor, got {tuple(x.shape)}")
-        return x - self.body(x)
+        return x - self.body(x) if self.residual else self.body(x)
 
     def for_inference(self) -> "nn.Module":
         """A frozen copy for applying the trained net: every batch norm is folded into the preceding
@@ -110,7 +123,7 @@ class CartesianDenoiser(nn.Module):
             else:
                 out.append(mods[i])
                 i += 1
-        return _InferenceCartesian(nn.Sequential(*out), self.receptive_radius).eval()
+        return _InferenceCartesian(nn.Sequential(*out), self.receptive_radius, self.residual).eval()
 
 
 class _InferenceCartesian(nn.Module):
@@ -118,19 +131,24 @@ class _InferenceCartesian(nn.Module):
 
     input_shape = None
 
-    def __init__(self, body: nn.Sequential, receptive_radius: int):
+    def __init__(self, body: nn.Sequential, receptive_radius: int, residual: bool = True):
         super().__init__()
         self.body = body.to(memory_format=torch.channels_last)
         self.receptive_radius = receptive_radius
+        self.residual = residual
         for p in self.parameters():
             p.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x - self.body(x.contiguous(memory_format=torch.channels_last)).contiguous()
+        b = self.body(x.contiguous(memory_format=torch.channels_last)).contiguous()
+        return x - b if self.residual else b
 
 
-@register_architecture("cartesian", task="denoise")
+# files written before ``residual`` existed are residual nets
+@register_architecture("cartesian", task="denoise", legacy_defaults={"residual": True})
 def build_cartesian(depth: int = DEFAULT_CONFIG["depth"], width: int = DEFAULT_CONFIG["width"],
-                    kernel_size: int = DEFAULT_CONFIG["kernel_size"], dilations=None) -> CartesianDenoiser:
+                    kernel_size: int = DEFAULT_CONFIG["kernel_size"], dilations=None,
+                    residual: bool = DEFAULT_CONFIG["residual"]) -> CartesianDenoiser:
     """Factory used by :func:`cryoxplain.models.build_model` (``arch="cartesian"``)."""
-    return CartesianDenoiser(depth=depth, width=width, kernel_size=kernel_size, dilations=dilations)
+    return CartesianDenoiser(depth=depth, width=width, kernel_size=kernel_size, dilations=dilations,
+                             residual=residual)

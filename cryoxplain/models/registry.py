@@ -27,19 +27,45 @@ from ..io.atomic import atomic_path
 
 FORMAT_VERSION = 1
 _ARCHS: dict[str, tuple[Callable[..., torch.nn.Module], str]] = {}
+#: per architecture: config values that files written before a config key existed must load with
+_LEGACY_DEFAULTS: dict[str, dict] = {}
 
 #: where shipped models live inside the package; `load_model("default")` looks here
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "data" / "models"
 
 
-def register_architecture(name: str, task: str):
-    """Decorator: register a factory ``f(**config) -> nn.Module`` under ``name``."""
+def register_architecture(name: str, task: str, legacy_defaults: dict | None = None):
+    """Decorator: register a factory ``f(**config) -> nn.Module`` under ``name``.
+
+    ``legacy_defaults``: values for config keys that were added after model files of this
+    architecture were first written.  A model file whose config lacks such a key is read with this
+    value (which can differ from the factory's current default), so old files keep their meaning.
+    """
 
     def deco(factory):
         _ARCHS[name] = (factory, task)
+        _LEGACY_DEFAULTS[name] = dict(legacy_defaults or {})
         return factory
 
     return deco
+
+
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def config_bool(value, key: str) -> bool:
+    """A boolean config value: ``True/False``, 0/1, or the strings true/false/yes/no/on/off/1/0
+    (any case; ``--config key=True`` reaches the factory as a string).  Anything else raises
+    :class:`~cryoxplain.errors.ParameterError` (``bool("false")`` would silently be True)."""
+    from ..errors import ParameterError
+
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ParameterError(f"config {key} must be true or false, got {value!r}")
 
 
 def _ensure_builtin_archs() -> None:
@@ -143,7 +169,9 @@ def read_model_info(path: str | os.PathLike) -> ModelInfo:
         meta = json.loads(raw)
         if int(meta.get("format", 0)) > FORMAT_VERSION:
             raise ModelFileError(f"{path}: model format {meta['format']} is newer than this cryoxplain supports; upgrade")
-        return ModelInfo(arch=meta["arch"], task=meta["task"], config=dict(meta["config"]),
+        _ensure_builtin_archs()
+        config = {**_LEGACY_DEFAULTS.get(meta["arch"], {}), **dict(meta["config"])}  # keys older files lack
+        return ModelInfo(arch=meta["arch"], task=meta["task"], config=config,
                          training=dict(meta.get("training", {})), version=str(meta.get("version", "")),
                          path=str(path))
     except (ValueError, KeyError, TypeError) as exc:

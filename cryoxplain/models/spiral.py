@@ -15,13 +15,27 @@ Spiral signals are ``(B, C, n_spls)`` tensors.  Internally they are stored "chan
 (physically ``(B, n_spls, C)``) so that the sparse resampling – an ``embedding_bag`` gather over
 rows – and ``conv2d`` (channels-last) hand tensors to each other without copies.
 
+What the network predicts (config ``residual``)
+-----------------------------------------------
+``residual=False`` (default): the body's spiral output is the clean-signal estimate,
+``output = S2G(body(G2S(x)))`` on the disc – the thesis' formulation (§7.1).
+``residual=True``: DnCNN-style residual learning, ``output = x − S2G(body(G2S(x)))``.  The
+residual form works badly on the spiral: the noise estimate has to pass through the grid→spiral
+and spiral→grid resampling, which cannot carry pixel-level white noise, so the noise it should
+remove stays in the output, and the resampling's dependence on the sample/pixel alignment makes
+the output less equivariant.  Measured (``benchmarks/equivariance_experiments.py --quick``, SNR
+1/4, matched cartesian net; docs/equivariance.md §4): residual spiral −2.33 dB output SNR and
+equivariance error E 0.67 (cartesian 4.67 dB, 0.23); signal-predicting spiral 5.85 dB and E 0.105
+(cartesian 5.26 dB, 0.125).  Model files written before the key existed were residual nets and
+load as ``residual=True``.
+
 Rule outside the disc (thesis Remark 31)
 ----------------------------------------
-The spiral denoiser predicts the noise only on :attr:`SpiralDenoiser.mask` (the pixels inside
-the spiral's disc, see :class:`~cryoxplain.geometry.spiral.SpiralOperators`).  With
-``outside="passthrough"`` (default) the output equals the input outside the mask – the model
-makes no claim there; with ``outside="zero"`` the output is zero outside the mask (a hard
-circular mask, as used for particle averaging).  Ribbon samples beyond the outermost winding are
+The spiral denoiser acts only on :attr:`SpiralDenoiser.mask` (the pixels inside the spiral's
+disc, see :class:`~cryoxplain.geometry.spiral.SpiralOperators`).  With ``outside="passthrough"``
+(default) the output equals the input outside the mask – the model makes no claim there – in
+both modes; with ``outside="zero"`` the output is zero outside the mask (a hard circular mask, as
+used for particle averaging).  Ribbon samples beyond the outermost winding are
 zero (zero padding, as an ordinary CNN pads the image border).
 """
 from __future__ import annotations
@@ -34,7 +48,7 @@ import torch.nn.functional as F
 
 from ..errors import ParameterError, ShapeError
 from ..geometry.spiral import SpiralGeometry, SpiralOperators, spiral_geometry, spiral_operators
-from .registry import register_architecture
+from .registry import config_bool, register_architecture
 
 __all__ = ["SparseResampler", "SpiralConv2d", "SpiralDenoiser", "spiral_denoiser", "spiral_param_count"]
 
@@ -200,19 +214,29 @@ OUTSIDE_RULES = ("passthrough", "zero")
 
 
 class SpiralDenoiser(nn.Module):
-    """DnCNN-style residual denoiser on the spiral (same family as the cartesian denoiser).
+    """DnCNN-style denoiser on the spiral (same layer family as the cartesian denoiser).
 
     ``conv(1→width)+ReLU, (depth−2)×[conv(width→width)+BN+ReLU], conv(width→1)``, all spiral
-    convolutions with ``kernel_size × kernel_size`` kernels on the ribbon; the network predicts
-    the noise on the spiral, which is resampled to the pixel grid and subtracted from the input:
-    ``output = input − S2G(noise)`` on :attr:`mask`.  Outside the mask the output follows
-    ``outside`` (see the module docstring).  Input: ``(B, 1, box_size, box_size)``.
+    convolutions with ``kernel_size × kernel_size`` kernels on the ribbon.  The body's output on
+    the spiral is resampled to the pixel grid (S2G); on :attr:`mask`
+
+    * ``residual=False`` (default): ``output = S2G(body)`` – the body predicts the clean signal;
+    * ``residual=True``: ``output = input − S2G(body)`` – the body predicts the noise.
+
+    The default is ``False`` because residual learning fails on the spiral: at SNR 1/4 the
+    residual spiral reaches −2.33 dB output SNR against +4.67 dB for the matched cartesian net,
+    and is less equivariant (E 0.67 vs 0.23), since the noise estimate must pass through the
+    spiral resampling, which cannot carry pixel-level noise; predicting the signal, the same
+    layers reach 5.85 dB vs 5.26 dB and E 0.105 vs 0.125 (``benchmarks/equivariance_experiments.py
+    --quick``, docs/equivariance.md §4).  Outside the mask the output follows ``outside`` (see the
+    module docstring) in both modes.  Input: ``(B, 1, box_size, box_size)``.
     """
 
     def __init__(self, box_size: int = 64, depth: int = 8, width: int = 32, kernel_size: int = 3,
                  n_wind: int | None = None, n_spls: int | None = None, outside: str = "passthrough",
-                 disk_cache: bool = True):
+                 residual: bool = False, disk_cache: bool = True):
         super().__init__()
+        self.residual = config_bool(residual, "residual")
         if int(depth) < 2:
             raise ParameterError(f"depth must be ≥ 2 (first and last convolution), got {depth}")
         if int(width) < 1:
@@ -243,7 +267,7 @@ class SpiralDenoiser(nn.Module):
         g = self.geometry
         return {"box_size": g.box_size, "depth": self.depth, "width": self.width,
                 "kernel_size": self.kernel_size, "n_wind": g.n_wind, "n_spls": g.n_spls,
-                "outside": self.outside}
+                "outside": self.outside, "residual": self.residual}
 
     def check_input(self, x: torch.Tensor) -> None:
         if x.ndim != 4 or x.shape[1] != 1:
@@ -255,18 +279,26 @@ class SpiralDenoiser(nn.Module):
                 f"re-box/resample the particles to {b} px, or train a spiral model for this box size "
                 f"(spiral models cannot denoise micrographs or non-square images)")
 
-    def spiral_noise(self, x: torch.Tensor) -> torch.Tensor:
-        """Predicted noise on the spiral, ``(B, 1, n_spls)``."""
+    def spiral_body(self, x: torch.Tensor) -> torch.Tensor:
+        """The body's output on the spiral, ``(B, 1, n_spls)``: the noise estimate when
+        :attr:`residual`, else the clean-signal estimate."""
         self.check_input(x)
         B = x.shape[0]
         s = self.to_spiral(x.reshape(B, 1, -1))
         return self.body(s)
 
+    #: old name of :meth:`spiral_body` (from when the body always predicted the noise)
+    spiral_noise = spiral_body
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        noise = self.spiral_noise(x)
         B = x.shape[0]
-        noise_grid = self.to_grid(noise).reshape(B, 1, *self.input_shape)
-        out = x - noise_grid                          # noise_grid is 0 outside the mask
+        body = self.to_grid(self.spiral_body(x)).reshape(B, 1, *self.input_shape)  # 0 outside the mask
+        if self.residual:
+            out = x - body                            # = x outside the mask
+        elif self.outside == "passthrough":
+            out = torch.where(self.mask, body, x)
+        else:
+            out = body
         if self.outside == "zero":
             out = out * self.mask.to(out.dtype)
         return out
@@ -301,7 +333,8 @@ class SpiralDenoiser(nn.Module):
 
     def extra_repr(self) -> str:
         g = self.geometry
-        return f"box_size={g.box_size}, n_wind={g.n_wind}, n_spls={g.n_spls}, outside={self.outside!r}"
+        return (f"box_size={g.box_size}, n_wind={g.n_wind}, n_spls={g.n_spls}, outside={self.outside!r}, "
+                f"residual={self.residual}")
 
 
 def spiral_param_count(depth: int, width: int, kernel_size: int = 3) -> int:
@@ -316,10 +349,11 @@ def spiral_param_count(depth: int, width: int, kernel_size: int = 3) -> int:
     return first + middle + last
 
 
-@register_architecture("spiral", task="denoise")
+# files written before ``residual`` existed are residual nets (the default then)
+@register_architecture("spiral", task="denoise", legacy_defaults={"residual": True})
 def spiral_denoiser(box_size: int = 64, depth: int = 8, width: int = 32, kernel_size: int = 3,
                     n_wind: int | None = None, n_spls: int | None = None,
-                    outside: str = "passthrough") -> SpiralDenoiser:
+                    outside: str = "passthrough", residual: bool = False) -> SpiralDenoiser:
     """Factory registered as architecture ``spiral`` (task ``denoise``); see :class:`SpiralDenoiser`."""
     return SpiralDenoiser(box_size=box_size, depth=depth, width=width, kernel_size=kernel_size,
-                          n_wind=n_wind, n_spls=n_spls, outside=outside)
+                          n_wind=n_wind, n_spls=n_spls, outside=outside, residual=residual)

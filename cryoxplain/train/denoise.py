@@ -105,7 +105,17 @@ def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 
 def _rotate(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
-    """Rotate (B, 1, H, W) images about the centre by ``angles`` (radians), bilinear, zeros outside."""
+    """Rotate (B, 1, H, W) images about the centre by ``angles`` (radians), zeros outside.
+
+    Square boxes: band-limited FFT three-shear rotation (:func:`cryoxplain.geometry.rotate.rotate`),
+    which keeps the variance and spectrum of the noise (bilinear interpolation smooths white
+    noise, by up to half its variance, so augmented inputs would not look like the data).
+    Non-square boxes: bilinear.
+    """
+    if x.shape[-1] == x.shape[-2]:
+        from ..geometry.rotate import rotate
+
+        return rotate(x, angles)
     c, s = torch.cos(angles), torch.sin(angles)
     h, w = x.shape[-2:]
     theta = torch.zeros(len(x), 2, 3, dtype=x.dtype)

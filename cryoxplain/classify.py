@@ -1,0 +1,102 @@
+"""Applying a particle classifier to a stack (library side of ``cryoxplain classify``).
+
+:func:`classify_stack` streams a stack in batches through a classifier model file, normalising
+each particle as in training, and returns (and optionally writes, atomically, as CSV) the
+predicted class, its name and the softmax probability of every class per particle.  With
+``true_label`` (all particles of the stack come from one known source) it also reports the
+accuracy.
+"""
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import ParameterError, ShapeError
+
+
+@dataclass
+class ClassifyResult:
+    predicted: np.ndarray       # (N,) class indices
+    probabilities: np.ndarray   # (N, K) softmax
+    class_names: list[str]
+    accuracy: float | None = None
+    output: Path | None = None
+
+    def counts(self) -> dict[str, int]:
+        return {name: int((self.predicted == i).sum()) for i, name in enumerate(self.class_names)}
+
+
+def classify_stack(model, stack, output: str | os.PathLike | None = None, *, batch_size: int = 64,
+                   device: str = "auto", true_label: str | int | None = None, force: bool = False) -> ClassifyResult:
+    """Classify every particle of ``stack`` (MRC path or ``(N, H, W)`` array) with a classifier model file."""
+    from .io.atomic import atomic_path, check_output
+    from .io.mrc import open_stack
+    from .models.registry import load_model
+    from .train.classify import normalize_images
+    from .utils import resolve_device
+
+    dev = resolve_device(device)
+    inputs = (stack,) if isinstance(stack, (str, os.PathLike)) else ()
+    if output is not None:
+        check_output(output, force=force, inputs=inputs)
+    net, info = load_model(model, device=dev)
+    if info.task != "classify":
+        raise ParameterError(f"{info.path} is a {info.task} model ({info.arch}); classify needs a classifier "
+                             "(train one with `cryoxplain train --task classify`)")
+    k = int(info.config.get("n_classes", 0)) or None
+    names = list(info.training.get("class_names") or [])
+    owned = isinstance(stack, (str, os.PathLike))
+    if owned:
+        images = open_stack(stack)
+        batches = images.batches(batch_size)
+        shape = images.image_shape
+    else:
+        arr = np.asarray(stack, dtype=np.float32)
+        arr = arr[None] if arr.ndim == 2 else arr
+        if arr.ndim != 3:
+            raise ShapeError(f"stack must be (N, H, W), got {arr.shape}")
+        batches = ((s, arr[s:s + batch_size]) for s in range(0, len(arr), batch_size))
+        shape = arr.shape[1:]
+    trained = info.training.get("image_shape")
+    if trained and tuple(trained) != tuple(shape):
+        raise ShapeError(f"the classifier was trained on {trained[1]}×{trained[0]} particles, the stack has "
+                         f"{shape[1]}×{shape[0]}; re-extract or rescale the particles")
+    probs = []
+    try:
+        with torch.no_grad():
+            for _, b in batches:
+                x = normalize_images(torch.from_numpy(np.array(b, dtype=np.float32)).to(dev)[:, None])
+                probs.append(torch.softmax(net(x), dim=1).cpu().numpy())
+    finally:
+        if owned:
+            images.close()
+    p = np.concatenate(probs)
+    k = p.shape[1]
+    if len(names) != k:
+        names = [f"class{i}" for i in range(k)]
+    pred = p.argmax(1)
+    acc = None
+    if true_label is not None:
+        t = str(true_label)
+        if t in names:
+            idx = names.index(t)
+        elif t.isdigit() and int(t) < k:
+            idx = int(t)
+        else:
+            raise ParameterError(f"true label {t!r} is neither a class name ({', '.join(names)}) nor an index 0…{k - 1}")
+        acc = float((pred == idx).mean())
+    res = ClassifyResult(pred, p, names, acc)
+    if output is not None:
+        with atomic_path(output, force=force, inputs=inputs) as tmp:
+            with open(tmp, "w", newline="") as fh:
+                w = csv.writer(fh)
+                w.writerow(["index", "predicted", "class_name"] + [f"p_{n}" for n in names])
+                for i in range(len(pred)):
+                    w.writerow([i, int(pred[i]), names[pred[i]]] + [f"{v:.6g}" for v in p[i]])
+        res.output = Path(output)
+    return res

@@ -1,0 +1,307 @@
+"""Explain a whole particle stack: batches in, attributions streamed into one HDF5 file.
+
+:func:`explain_stack` is what ``cryoxplain explain`` runs.  It
+
+1. loads the model (a file or shipped name, or an ``nn.Module``) on the requested device;
+2. instantiates the explainer from the entry-point registry with the ``--param`` values;
+3. builds the target from its CLI string and checks it against the model's real output shape
+   (a pixel outside the image, a class the model does not have → :class:`ParameterError`);
+4. reads the stack memory-mapped, explains it ``batch_size`` images at a time and appends every
+   batch's maps and extras to ``OUT.h5`` (written to a temporary file, renamed when complete);
+5. afterwards renders PNG overlays and/or the plugin's HTML viewer for the first images.
+
+Inputs are normalised per image, ``x̃ = (x − μ)/σ`` — the policy every cryoxplain denoiser and
+classifier is trained with — so attributions and denoiser targets are in the network's normalised
+units (a ``zero`` baseline is a flat image at the particle's mean).  A plain ``nn.Module`` is
+given raw images unless ``normalize=True``.
+
+HDF5 layout::
+
+    /                       attrs: provenance (JSON), cryoxplain_version, created, input, method,
+                            target, model, seed, device, normalization, n_images, voxel_size
+    /attribution/maps       (N, H, W) float32 attribution maps
+    /attribution/extras/*   method-specific per-image arrays (first axis N) or attributes
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ParameterError, ShapeError
+from ..io.atomic import check_output, atomic_path
+from .base import Explainer, Target
+from .registry import get_explainer
+from .targets import default_target, parse_target
+
+NORMALIZATION = "per-image (x - mean) / std of the input particle"
+
+
+@dataclass
+class ExplainResult:
+    """What :func:`explain_stack` wrote."""
+
+    output: Path
+    n_images: int
+    method: str
+    params: dict
+    target: str
+    png_files: list[Path] = field(default_factory=list)
+    html: Path | None = None
+    seconds: float = 0.0
+    max_completeness_gap: float | None = None
+
+
+def _normalize(x: torch.Tensor) -> torch.Tensor:
+    mu = x.mean(dim=(-2, -1), keepdim=True)
+    sd = x.std(dim=(-2, -1), keepdim=True, unbiased=False)
+    return (x - mu) / torch.where(sd > 0, sd, torch.ones_like(sd))
+
+
+def _load(model, device):
+    from ..models.registry import load_model
+
+    if isinstance(model, torch.nn.Module):
+        task = getattr(model, "cryoxplain_task", None)
+        return model.to(device).eval(), None, task, getattr(model, "cryoxplain_description", type(model).__name__)
+    m, info = load_model(model, device=device)
+    m.cryoxplain_description = f"{info.arch} ({Path(info.path).name})"
+    m.requires_grad_(False)  # only input gradients are needed (a model we loaded ourselves)
+    return m, info, info.task, str(model)
+
+
+def parse_params(items) -> dict:
+    """``["steps=64", "baseline=blur"]`` → ``{"steps": "64", "baseline": "blur"}`` (values parsed later by the plugin)."""
+    out = {}
+    for item in items or ():
+        if isinstance(item, tuple):
+            k, v = item
+        else:
+            k, sep, v = str(item).partition("=")
+            if not sep or not k.strip():
+                raise ParameterError(f"--param {item!r}: expected KEY=VALUE")
+        out[k.strip()] = v.strip() if isinstance(v, str) else v
+    return out
+
+
+def explain_stack(model, stack, output, *, method: str, params: dict | None = None, target: str | Target | None = None,
+                  batch_size: int = 16, device: str = "auto", seed: int = 0, force: bool = False,
+                  png_dir: str | os.PathLike | None = None, png_limit: int = 32,
+                  html: str | os.PathLike | None = None, html_limit: int = 16,
+                  normalize: bool | None = None, progress=None) -> ExplainResult:
+    """Explain every image of ``stack`` with explainer ``method``; write ``output`` (HDF5).
+
+    Parameters
+    ----------
+    model : str, path or nn.Module
+        A model file, a shipped model name (``default``) or a module (set ``module.cryoxplain_task``
+        to ``"denoise"``/``"classify"`` to pick the default target and normalisation).
+    stack : str, path or array
+        MRC/MRCS file, or a float array ``(N, H, W)`` / ``(H, W)``.
+    method, params
+        Explainer name (entry point) and its parameters (strings are parsed by the declarations).
+        A declared ``seed`` parameter defaults to ``seed``.
+    target
+        Target CLI string or :class:`Target`; None → ``predicted`` (classifier) or ``disc-energy``.
+    batch_size
+        Images per call of the explainer (memory bound together with the plugin's internal batch).
+    png_dir, png_limit
+        Write overlays of the first ``png_limit`` images to this folder (created if missing).
+    html, html_limit
+        Call the explainer's ``write_html(attribution, inputs, path)`` hook on the first
+        ``html_limit`` images; :class:`ParameterError` if the method has none.
+    normalize
+        Normalise inputs per image (default: yes for cryoxplain model files, no for a plain module
+        without ``cryoxplain_task``).
+    progress
+        Optional callable ``progress(done, total)``.
+    """
+    from .. import __version__
+    from ..io.mrc import open_stack
+    from ..utils import resolve_device, seed_everything
+
+    t0 = time.perf_counter()
+    if batch_size < 1:
+        raise ParameterError(f"batch size must be ≥ 1, got {batch_size}")
+    params = dict(params or {})
+    cls = get_explainer(method)
+    declared = {p.name for p in cls.params}
+    if "seed" in declared and "seed" not in params:
+        params["seed"] = seed
+    explainer: Explainer = cls(**params)
+    if html is not None and not callable(getattr(cls, "write_html", None)):
+        raise ParameterError(f"method {method} has no HTML viewer (it does not implement write_html); drop --html")
+
+    # outputs are checked before any work, so a refused overwrite costs nothing
+    inputs_paths = (stack,) if isinstance(stack, (str, os.PathLike)) else ()
+    out_path = check_output(output, force=force, inputs=inputs_paths)
+    if html is not None:
+        check_output(html, force=force, inputs=inputs_paths)
+    png_dir = Path(png_dir) if png_dir is not None else None
+
+    seed_everything(seed)
+    dev = resolve_device(device)
+    net, info, task, model_desc = _load(model, dev)
+    if normalize is None:
+        normalize = task in ("denoise", "classify")
+
+    owned = isinstance(stack, (str, os.PathLike))
+    if owned:
+        images = open_stack(stack)
+        voxel_size, source = images.voxel_size, str(stack)
+    else:
+        arr = np.asarray(stack, dtype=np.float32)
+        if arr.ndim == 2:
+            arr = arr[None]
+        if arr.ndim != 3:
+            raise ShapeError(f"stack must be (N, H, W) or (H, W), got {arr.shape}")
+        images, voxel_size, source = _ArrayStack(arr), None, "<array>"
+    try:
+        n, (h, w) = len(images), images.image_shape
+        fixed = getattr(net, "input_shape", None)
+        if fixed is not None and tuple(fixed) != (h, w):
+            raise ShapeError(f"the model expects {fixed[1]}×{fixed[0]} particles, the stack has {w}×{h}; "
+                             "re-extract or rescale the particles")
+        tgt = parse_target(target if target is not None else default_target(task or "denoise"), (h, w))
+        first = torch.from_numpy(np.array(images[0:1], dtype=np.float32)).to(dev)[:, None]
+        with torch.no_grad():
+            out_shape = tuple(net(_normalize(first) if normalize else first).shape)
+        tgt.check(out_shape)
+        if png_dir is not None:
+            if png_dir.exists() and not png_dir.is_dir():
+                raise ParameterError(f"--png {png_dir} exists and is not a folder")
+            stem = Path(source).stem if owned else "particle"
+            pngs = [png_dir / f"{stem}_{i:06d}.png" for i in range(min(n, png_limit))]
+            existing = [p for p in pngs if p.exists()]
+            if existing and not force:
+                raise ParameterError(f"{existing[0]} exists; use --force to overwrite the PNGs")
+        provenance = {
+            "cryoxplain_version": __version__,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "input": source, "n_images": n, "image_shape": [h, w], "voxel_size": voxel_size,
+            "model": model_desc, "model_task": task,
+            "model_info": None if info is None else {"arch": info.arch, "task": info.task, "config": info.config,
+                                                     "training": info.training, "version": info.version},
+            "method": method, "reference": cls.reference, "params": explainer.config,
+            "target": tgt.describe(), "seed": seed, "device": str(dev),
+            "normalization": NORMALIZATION if normalize else "none",
+        }
+        keep_maps, keep_inputs, keep_parts = [], [], []
+        keep = max(png_limit if png_dir is not None else 0, html_limit if html is not None else 0)
+        max_gap = None
+        with atomic_path(out_path, force=force, inputs=inputs_paths) as tmp:
+            import h5py
+
+            with h5py.File(tmp, "w") as hf:
+                for k, v in provenance.items():
+                    hf.attrs[k] = json.dumps(v, default=str) if isinstance(v, (dict, list)) or v is None else v
+                hf.attrs["provenance"] = json.dumps(provenance, default=str)
+                grp = hf.create_group("attribution")
+                for start, batch in images.batches(batch_size):
+                    x = torch.from_numpy(np.array(batch, dtype=np.float32)).to(dev)[:, None]
+                    if normalize:
+                        x = _normalize(x)
+                    explainer.index_offset = start
+                    att = explainer.attribute(net, x, tgt)
+                    if att.maps.shape != (x.shape[0], h, w):
+                        raise ShapeError(f"explainer {method} returned maps {att.maps.shape}, expected {(x.shape[0], h, w)}")
+                    if not np.isfinite(att.maps).all():
+                        raise ParameterError(f"explainer {method} produced NaN/infinite attributions for images "
+                                             f"{start}..{start + x.shape[0] - 1}; check the input and the parameters")
+                    att.model = att.model or model_desc
+                    att.to_hdf5(grp, start)
+                    gap = att.extras.get("completeness_gap")
+                    if gap is not None:
+                        g = float(np.max(np.abs(gap)))
+                        max_gap = g if max_gap is None else max(max_gap, g)
+                    if start < keep:
+                        m = min(x.shape[0], keep - start)
+                        keep_maps.append(att.maps[:m])
+                        keep_inputs.append(x[:m, 0].detach().cpu().numpy())
+                        keep_parts.append(_slice_attribution(att, m))
+                    if progress is not None:
+                        progress(start + x.shape[0], n)
+                grp.attrs["provenance"] = json.dumps(provenance, default=str)
+        result = ExplainResult(out_path, n, method, dict(explainer.config), tgt.describe(), max_completeness_gap=max_gap)
+        if png_dir is not None and keep_maps:
+            from .render import render_overlay
+
+            png_dir.mkdir(parents=True, exist_ok=True)
+            maps, ins = np.concatenate(keep_maps), np.concatenate(keep_inputs)
+            for i, p in enumerate(pngs):
+                render_overlay(ins[i], maps[i], p, force=True, label=f"{method}",
+                               title=f"{Path(source).name} #{i} · {method} · target {tgt.describe()}")
+                result.png_files.append(p)
+        if html is not None and keep_parts:
+            from .base import Attribution
+
+            att_all = Attribution.concatenate(keep_parts)
+            inputs_t = torch.from_numpy(np.concatenate(keep_inputs))[:, None]
+            with atomic_path(html, force=force, inputs=inputs_paths) as tmp:
+                explainer.write_html(att_all, inputs_t, tmp)
+            result.html = Path(html)
+    finally:
+        if owned:
+            images.close()
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _slice_attribution(att, m):
+    from .base import Attribution
+
+    b = att.maps.shape[0]
+    extras = {k: (np.asarray(v)[:m] if np.ndim(v) >= 1 and np.shape(v)[0] == b else v) for k, v in att.extras.items()}
+    return Attribution(att.maps[:m], att.method, att.params, att.target, att.model, extras)
+
+
+class _ArrayStack:
+    """The part of :class:`~cryoxplain.io.mrc.ImageStack` that explain_stack uses, over an array."""
+
+    def __init__(self, arr):
+        if not np.isfinite(arr).all():
+            raise ParameterError("input images contain NaN or infinite values")
+        self.arr = arr
+
+    def __len__(self):
+        return self.arr.shape[0]
+
+    @property
+    def image_shape(self):
+        return tuple(self.arr.shape[1:])
+
+    def __getitem__(self, idx):
+        return self.arr[idx]
+
+    def batches(self, batch_size):
+        for s in range(0, len(self), batch_size):
+            yield s, self.arr[s:s + batch_size]
+
+    def close(self):
+        pass
+
+
+def read_attributions(path: str | os.PathLike) -> tuple[np.ndarray, dict, dict]:
+    """Read ``(maps (N, H, W), extras, provenance)`` back from an :func:`explain_stack` file."""
+    import h5py
+
+    from ..errors import InputFileError
+
+    try:
+        with h5py.File(path, "r") as f:
+            grp = f["attribution"]
+            maps = grp["maps"][()]
+            extras = {}
+            if "extras" in grp:
+                extras.update({k: v[()] for k, v in grp["extras"].items()})
+                extras.update(dict(grp["extras"].attrs))
+            prov = json.loads(f.attrs["provenance"])
+    except (OSError, KeyError) as exc:
+        raise InputFileError(f"{path}: not a cryoxplain attribution file ({exc})") from None
+    return maps, extras, prov

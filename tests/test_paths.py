@@ -1,0 +1,151 @@
+"""Path integration helpers (cryoxplain.explain.paths): quadrature and batched path integrals."""
+import numpy as np
+import pytest
+import torch
+
+from cryoxplain.errors import ParameterError
+from cryoxplain.explain.base import Target, explained_function
+from cryoxplain.explain.paths import (RULES, StraightLinePath, canonical_rule, completeness_gap, integrate_path,
+                                      quadrature)
+
+
+@pytest.mark.parametrize("rule,exact_degree", [("riemann_left", 0), ("riemann_right", 0), ("riemann_middle", 1),
+                                               ("riemann_trapezoid", 1), ("gauss_legendre", 7)])
+def test_quadrature_exactness(rule, exact_degree):
+    a, w = quadrature(4, rule)
+    assert a.shape == w.shape == (4,)
+    assert ((a >= 0) & (a <= 1)).all()
+    assert np.isclose(w.sum(), 1.0)
+    for d in range(exact_degree + 1):
+        assert np.isclose((w * a ** d).sum(), 1.0 / (d + 1)), d
+    # one degree more is not exact (the rule is no better than claimed)
+    d = exact_degree + 1
+    assert not np.isclose((w * a ** d).sum(), 1.0 / (d + 1))
+
+
+def test_quadrature_converges_and_names():
+    errs = [abs((lambda a, w: (w * np.exp(a)).sum())(*quadrature(n, "riemann_middle")) - (np.e - 1)) for n in (4, 8, 16)]
+    assert errs[0] > errs[1] > errs[2] and errs[1] / errs[2] > 3.5  # second order
+    assert canonical_rule("Gauss-Legendre") == "gauss_legendre"
+    assert canonical_rule("trapezoid") == "riemann_trapezoid"
+    assert set(RULES) == {canonical_rule(r) for r in RULES}
+    with pytest.raises(ParameterError, match="unknown quadrature rule"):
+        quadrature(4, "simpson")
+    with pytest.raises(ParameterError, match="at least 2"):
+        quadrature(1, "trapezoid")
+    with pytest.raises(ParameterError):
+        quadrature(0)
+
+
+def _cnn(seed=0):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.Softplus(),
+        torch.nn.Conv2d(4, 4, 3, padding=1), torch.nn.Tanh(),
+        torch.nn.Flatten(), torch.nn.Linear(4 * 8 * 8, 3)).double().eval()
+
+
+class _PerImageClass(Target):
+    """Logit of a class chosen per image (exercises Target.select)."""
+
+    def __init__(self, classes):
+        self.classes = classes
+
+    def __call__(self, out):
+        return out.gather(1, self.classes[:, None])[:, 0]
+
+    def select(self, idx):
+        return _PerImageClass(self.classes[idx])
+
+
+def test_linear_function_is_integrated_exactly():
+    w = torch.randn(1, 1, 5, 5, dtype=torch.float64)
+    f = lambda x, idx=None: (x * w).sum(dim=(1, 2, 3))
+    x, b = torch.randn(3, 1, 5, 5, dtype=torch.float64), torch.randn(3, 1, 5, 5, dtype=torch.float64)
+    for rule in RULES:
+        r = integrate_path(f, StraightLinePath(x, b), 3, *quadrature(3, rule), dtype=torch.float64)
+        assert torch.allclose(r.attribution, w * (x - b)), rule  # IG of a linear function: w ⊙ (x − b)
+
+
+def test_quadratic_function_gauss_legendre_exact():
+    # f(x) = Σ x²: IG attribution is exactly x² − b² (integrand linear in α); 1 GL node suffices
+    f = lambda x, idx=None: (x ** 2).sum(dim=(1, 2, 3))
+    x, b = torch.randn(2, 1, 4, 4, dtype=torch.float64), torch.randn(2, 1, 4, 4, dtype=torch.float64)
+    r = integrate_path(f, StraightLinePath(x, b), 2, *quadrature(1, "gauss_legendre"), dtype=torch.float64)
+    assert torch.allclose(r.attribution, x ** 2 - b ** 2)
+
+
+def test_internal_batch_size_does_not_change_result_and_bounds_chunks():
+    model = _cnn()
+    x = torch.randn(3, 1, 8, 8, dtype=torch.float64)
+    tgt = _PerImageClass(torch.tensor([0, 2, 1]))
+    seen = []
+
+    def f(pts, idx):
+        seen.append(pts.shape[0])
+        return explained_function(model, tgt)(pts, idx)
+
+    path = StraightLinePath(x, torch.zeros_like(x))
+    a, w = quadrature(7, "gauss_legendre")
+    full = integrate_path(f, path, 3, a, w, dtype=torch.float64)
+    assert seen == [21]
+    seen.clear()
+    part = integrate_path(f, path, 3, a, w, internal_batch_size=5, dtype=torch.float64)
+    assert max(seen) == 5 and sum(seen) == 21  # chunks mix images; Target.select keeps their classes
+    assert torch.allclose(full.attribution, part.attribution, atol=1e-12)
+    assert torch.allclose(full.values, part.values)
+    assert torch.allclose(part.step_contributions.sum(1), part.attribution.flatten(1).sum(1))
+    # values are f at the nodes, per image with its own class
+    out = model(a[2] * x)
+    assert torch.allclose(full.values[:, 2], out.gather(1, tgt.classes[:, None])[:, 0])
+
+
+def test_completeness_gap_decreases_with_steps():
+    model = _cnn(1)
+    x = torch.randn(2, 1, 8, 8, dtype=torch.float64)
+    tgt = Target.from_callable(lambda o: o[:, 1], "logit 1")
+    f = explained_function(model, tgt)
+    path = StraightLinePath(x, torch.zeros_like(x))
+    fx_fb = (f(x) - f(torch.zeros_like(x))).abs()
+    gaps = []
+    for n in (2, 8, 32):
+        r = integrate_path(f, path, 2, *quadrature(n, "riemann_middle"), dtype=torch.float64)
+        gaps.append(completeness_gap(f, path, 2, r.attribution).abs().max().item())
+    assert gaps[0] > gaps[1] > gaps[2]
+    assert gaps[2] < 1e-2 * fx_fb.max().item()
+
+
+def test_autodiff_and_finite_difference_velocity_match_exact():
+    model = _cnn(2)
+    f = explained_function(model, Target.from_callable(lambda o: o[:, 0], "logit 0"))
+    x = torch.randn(2, 1, 8, 8, dtype=torch.float64)
+    b = torch.randn(2, 1, 8, 8, dtype=torch.float64)
+    exact = StraightLinePath(x, b)
+    plain = lambda alpha, idx: exact(alpha, idx)  # no .velocity attribute → autodiff
+    a, w = quadrature(5, "gauss_legendre")
+    ref = integrate_path(f, exact, 2, a, w, dtype=torch.float64).attribution
+    auto = integrate_path(f, plain, 2, a, w, dtype=torch.float64).attribution
+    central = integrate_path(f, plain, 2, a, w, velocity="central", eps=1e-4, dtype=torch.float64).attribution
+    assert torch.allclose(ref, auto, atol=1e-12)
+    assert torch.allclose(ref, central, atol=1e-8)
+
+
+def test_nonlinear_path_blur_like():
+    # a curved path: x(α) = α² x (velocity 2αx); the line integral still telescopes to f(x) − f(0)
+    model = _cnn(3)
+    f = explained_function(model, Target.from_callable(lambda o: o[:, 2], "logit 2"))
+    x = torch.randn(2, 1, 8, 8, dtype=torch.float64)
+    path = lambda alpha, idx: (alpha ** 2).view(-1, 1, 1, 1) * x[idx]
+    r = integrate_path(f, path, 2, *quadrature(24, "gauss_legendre"), dtype=torch.float64)
+    assert completeness_gap(f, path, 2, r.attribution).abs().max() < 1e-6
+
+
+def test_bad_arguments():
+    f = lambda x, idx=None: x.sum(dim=(1, 2, 3))
+    x = torch.randn(1, 1, 4, 4)
+    with pytest.raises(ParameterError, match="internal_batch_size"):
+        integrate_path(f, StraightLinePath(x, 0 * x), 1, *quadrature(3), internal_batch_size=0)
+    with pytest.raises(ParameterError, match="velocity"):
+        integrate_path(f, StraightLinePath(x, 0 * x), 1, *quadrature(3), velocity="magic")
+    with pytest.raises(ParameterError, match="equal"):
+        integrate_path(f, StraightLinePath(x, 0 * x), 1, [0.5], [0.5, 0.5])
