@@ -174,8 +174,8 @@ def main(argv=None):
     t_rep = (time.perf_counter() - t0) / 20
 
     print()
-    print(f"| method | wall time (s) | iterations | converged | objective | final |")
-    print(f"|---|---|---|---|---|---|")
+    print("| method | wall time (s) | iterations | converged | objective | final |")
+    print("|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r[0]} | {r[1]:.2f} | {r[2]} | {r[3]} | {r[4]} | {r[5]} |")
     print(f"\nrepair (Algorithm 1 + clamp + re-parametrisation) of one 14x64x64 path: {1e3 * t_rep:.1f} ms")

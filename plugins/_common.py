@@ -2,7 +2,7 @@
 
 * :func:`batched_gradients` – ∇f at many points (rows belong to images ``idx``), at most
   ``internal_batch_size`` per forward/backward pass.
-* :func:`check_inputs` – shape/NaN checks every plugin runs first.
+* :func:`check_inputs` – the core's shape/NaN checks (re-exported).
 * :func:`spectrum_extras` – the attribution power spectrum extras every plugin returns.
 """
 from __future__ import annotations
@@ -10,16 +10,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from cryoxplain.errors import ParameterError, ShapeError
 from cryoxplain.explain.base import gradient
 from cryoxplain.explain.spectrum import attribution_spectrum
 
-try:  # the explainer core's per-image seeding (results independent of batching)
-    from cryoxplain.explain.base import image_seed
-except ImportError:  # pragma: no cover - older core
-    def image_seed(seed: int, index: int) -> int:
-        state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(index)]).generate_state(2, dtype=np.uint32)
-        return int((int(state[0]) << 31) ^ int(state[1])) & 0x7FFFFFFFFFFFFFFF
+from cryoxplain.explain.base import check_inputs, image_seed  # noqa: F401  (re-exported for the plugins)
 
 
 def image_generators(explainer, inputs: torch.Tensor, seed: int) -> list:
@@ -32,20 +26,6 @@ def image_noise(gens: list, n: int, inputs: torch.Tensor) -> torch.Tensor:
     """``n`` standard-normal draws per image, image-major: rows i·n … i·n+n-1 belong to image i."""
     shape = (n,) + tuple(inputs.shape[1:])
     return torch.cat([torch.randn(shape, generator=g, device=inputs.device, dtype=inputs.dtype) for g in gens])
-
-
-try:  # the explainer core's input checks
-    from cryoxplain.explain.base import check_inputs
-except ImportError:  # pragma: no cover - older core
-    def check_inputs(model: torch.nn.Module, inputs: torch.Tensor) -> None:
-        if not isinstance(inputs, torch.Tensor) or inputs.ndim != 4 or inputs.shape[1] != 1:
-            shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
-            raise ShapeError(f"inputs must be a (B, 1, H, W) tensor, got {shape}")
-        if not torch.isfinite(inputs).all():
-            raise ParameterError("inputs contain NaN or infinite values")
-        fixed = getattr(model, "input_shape", None)
-        if fixed is not None and tuple(fixed) != tuple(inputs.shape[-2:]):
-            raise ShapeError(f"model expects {tuple(fixed)} images, got {tuple(inputs.shape[-2:])}")
 
 
 @torch.no_grad()

@@ -1,13 +1,12 @@
 """Core pieces: device selection, model files, explainer protocol, CLI error handling."""
 import json
 
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 
 from cryoxplain.errors import DeviceError, ModelFileError, ParameterError, PluginError
-from cryoxplain.explain.base import Attribution, Explainer, Param, Target, explained_function, gradient
+from cryoxplain.explain.base import Explainer, Param, Target, explained_function, gradient
 from cryoxplain.explain.registry import get_explainer
 from cryoxplain.models.registry import (build_model, load_model, read_model_info, register_architecture,
                                         save_model)
@@ -154,7 +153,6 @@ def test_sigterm_leaves_no_partial_output(tmp_path):
     import signal
     import subprocess
     import sys
-    import time
 
     script = tmp_path / "slow.py"
     script.write_text(

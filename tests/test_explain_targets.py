@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from cryoxplain.cli.main import cli
 from cryoxplain.errors import ParameterError
 from cryoxplain.explain import explain_stack, read_attributions
-from cryoxplain.explain.targets import (ClassLogit, DiscEnergy, PixelOutput, PredictedClass, ReferenceProjection,
+from cryoxplain.explain.targets import (ClassLogit, PixelOutput, PredictedClass, ReferenceProjection,
                                         ROISum, parse_target)
 from cryoxplain.io.mrc import write_mrc
 from cryoxplain.models.registry import register_architecture, save_model

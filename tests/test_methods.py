@@ -5,7 +5,7 @@ import torch
 
 from cryoxplain.errors import ParameterError, ShapeError
 from cryoxplain.explain import create_explainer
-from cryoxplain.explain.base import Target, explained_function, image_seed
+from cryoxplain.explain.base import explained_function, image_seed
 from cryoxplain.explain.targets import ClassLogit, DiscEnergy, PixelOutput, PredictedClass
 
 

@@ -1,7 +1,6 @@
 """The README's two set-up commands stay true: the main job runs on the shipped sample data."""
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 

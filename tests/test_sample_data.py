@@ -2,7 +2,6 @@
 import importlib.util
 
 import numpy as np
-import pytest
 
 from conftest import REPO
 from cryoxplain.io.mrc import read_mrc, validate

@@ -8,7 +8,7 @@ from cryoxplain.errors import InputFileError, OutputExistsError
 from cryoxplain.io.hdf5 import read_h5, write_h5
 from cryoxplain.io.mrc import read_mrc, validate
 from cryoxplain.io.star import StarTable, read_star, write_star
-from cryoxplain.sim import euler_to_matrix, load_density, phantom, simulate_particles, write_simulation
+from cryoxplain.sim import euler_to_matrix, phantom, simulate_particles, write_simulation
 
 
 def test_star_reads_real_relion_file_like_starfile(shared_data, tmp_path):
