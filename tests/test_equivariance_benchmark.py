@@ -96,3 +96,44 @@ def test_tiny_residual_target(tmp_path, shared_data):
     assert summary["models"]["spiral"]["arch"] == "spiral" and summary["models"]["cartesian"]["arch"] == "cartesian"
     assert summary["config"]["target"] == "noise"
     assert summary["epoch0"]["snr4"]["cartesian"]["equivariance"] < 0.2  # an untrained residual net is ~ the identity
+
+
+def test_epoch0_models_matched_and_output_bias_explains_old_inversion(shared_data):
+    """docs/equivariance.md §5: the stored --quick run reported E_spiral 0.321 > E_cart 0.151 at
+    epoch 0, against the unit tests.  Cause: that run's spiral had no output bias (7312 vs 7313
+    parameters).  Untrained, both nets' input-dependent output is ~1 % of the input, smaller than
+    the random output bias; a constant on the disc is exactly equivariant, so the bias dilutes E
+    several-fold, and only the cartesian's was diluted.  Pinned here on the benchmark's own models
+    (quick architecture, 33-px box, outside="zero", eval mode, noisy normalised particles)."""
+    import torch
+
+    from cryoxplain.metrics.equivariance import GRID_ANGLES_DEG, equivariance_error
+    from cryoxplain.models.normalize import normalize
+    from cryoxplain.models.registry import build_model
+
+    B = _bench()
+    cfg = dict(B.CONFIGS["quick"], n_particles=8)
+    noisy, _, _ = B.simulate(cfg, 0.25, 0, shared_data / "aspire_clean70SRibosome_vol_65p.mrc")
+    x = normalize(torch.from_numpy(noisy)[:, None])[0]
+    specs = B.model_specs(cfg, ["spiral", "cartesian"], "signal")
+    assert specs["spiral"][1]["outside"] == "zero" and not specs["spiral"][1]["residual"]
+    E = {}  # name -> [(E with output bias, E with it zeroed)] over three seeds
+    for name, (arch, conf) in specs.items():
+        for seed in range(3):
+            torch.manual_seed(seed)
+            m = build_model(arch, **conf).eval()
+            assert m.body[-1].bias is not None and m.body[-1].bias.numel() == 1
+            with torch.no_grad():
+                e1 = np.mean(list(equivariance_error(m, x, GRID_ANGLES_DEG).values()))
+                m.body[-1].bias.zero_()
+                e0 = np.mean(list(equivariance_error(m, x, GRID_ANGLES_DEG).values()))
+            E.setdefault(name, []).append((e1, e0))
+    (sp1, sp0), (ca1, ca0) = np.mean(E["spiral"], axis=0), np.mean(E["cartesian"], axis=0)
+    n = {k: B.n_params(build_model(a, **c)) for k, (a, c) in specs.items()}
+    assert n["spiral"] == n["cartesian"], n
+    # matched nets: the spiral is the more equivariant, with the bias (observed 0.038 vs 0.18) and without (0.30 vs 0.93)
+    assert 3 * sp1 < ca1 and 2 * sp0 < ca0, (sp1, ca1, sp0, ca0)
+    # the bias dilutes E of both several-fold (observed 8x and 5x) ...
+    assert sp0 > 4 * sp1 and ca0 > 3 * ca1
+    # ... so a bias-free spiral against a biased cartesian reverses the order, as in the old run
+    assert sp0 > ca1
