@@ -48,7 +48,7 @@ def main(argv=None):
     ap.add_argument("--box", type=int, default=64)
     ap.add_argument("--snrs", default="0.5,0.25,0.125,0.0625,0.03125")
     ap.add_argument("--n-per-snr", type=int, default=400)
-    ap.add_argument("--epochs", type=int, default=24)
+    ap.add_argument("--epochs", type=int, default=36)
     ap.add_argument("--crop", type=int, default=48)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
