@@ -123,9 +123,11 @@ def test_shipped_default_model_is_residual_and_unchanged():
 
     with safe_open(str(resolve_model_path("default")), framework="pt") as f:
         raw = json.loads(f.metadata()["cryoxplain"])["config"]
-    assert "residual" not in raw  # the shipped file predates the key …
+    # the shipped file is residual, stated explicitly or (files written before the key existed)
+    # implied; loading a file without the key is covered by the test above
+    assert raw.get("residual", True) is True
     m, info = load_model("default")
-    assert info.config["residual"] is True and m.residual is True  # … and loads as residual
+    assert info.config["residual"] is True and m.residual is True
     x = torch.randn(1, 1, 32, 32)
     with torch.no_grad():  # and computes x − body(x)
         torch.testing.assert_close(m(x), x - m.body(x))
