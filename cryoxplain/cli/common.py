@@ -10,3 +10,24 @@ seed_option = click.option("--seed", type=int, default=0, show_default=True, hel
 force_option = click.option("--force", is_flag=True, help="Overwrite existing output files.")
 batch_size_option = click.option("--batch-size", "-b", type=click.IntRange(min=1), default=64, show_default=True,
                                  help="Images per batch (memory stays bounded by this).")
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported only when used.
+
+    ``lazy_commands`` maps a command name to ``"module:attribute"`` (module relative to
+    :mod:`cryoxplain.cli`); subclasses or ``cls=`` users set it to their own registry dict.
+    """
+
+    lazy_commands: dict[str, str] = {}
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy_commands))
+
+    def get_command(self, ctx, name):
+        if name in self.lazy_commands:
+            import importlib
+
+            mod, attr = self.lazy_commands[name].split(":")
+            return getattr(importlib.import_module(f"{__package__}.{mod}"), attr)
+        return super().get_command(ctx, name)

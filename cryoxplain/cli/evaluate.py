@@ -1,13 +1,12 @@
 """``cryoxplain evaluate``: a group of evaluation commands (``snr``; others register one line each)."""
 from __future__ import annotations
 
-import importlib
 import json
 import math
 
 import click
 
-from .common import batch_size_option, force_option
+from .common import LazyGroup, batch_size_option, force_option
 
 # subcommand name -> "module:attribute" (module relative to cryoxplain.cli), imported lazily
 SUBCOMMANDS: dict[str, str] = {
@@ -16,15 +15,8 @@ SUBCOMMANDS: dict[str, str] = {
 }
 
 
-class _LazySubgroup(click.Group):
-    def list_commands(self, ctx):
-        return sorted(set(super().list_commands(ctx)) | set(SUBCOMMANDS))
-
-    def get_command(self, ctx, name):
-        if name in SUBCOMMANDS:
-            mod, attr = SUBCOMMANDS[name].split(":")
-            return getattr(importlib.import_module(f"{__package__}.{mod}"), attr)
-        return super().get_command(ctx, name)
+class _LazySubgroup(LazyGroup):
+    lazy_commands = SUBCOMMANDS
 
 
 @click.group("evaluate", cls=_LazySubgroup)

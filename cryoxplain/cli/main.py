@@ -7,13 +7,13 @@ and exit with status 2; ``--debug`` shows the traceback instead.
 """
 from __future__ import annotations
 
-import importlib
 import sys
 
 import click
 
 from .. import __version__
 from ..errors import CryoxplainError
+from .common import LazyGroup
 
 # command name -> "module:attribute" (module relative to this package)
 COMMANDS: dict[str, str] = {
@@ -28,15 +28,10 @@ COMMANDS: dict[str, str] = {
 }
 
 
-class LazyGroup(click.Group):
-    def list_commands(self, ctx):
-        return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
+class CryoxplainGroup(LazyGroup):
+    """The top-level group: lazy commands, and user errors as one line with exit status 2."""
 
-    def get_command(self, ctx, name):
-        if name in COMMANDS:
-            mod, attr = COMMANDS[name].split(":")
-            return getattr(importlib.import_module(f"{__package__}.{mod}"), attr)
-        return super().get_command(ctx, name)
+    lazy_commands = COMMANDS
 
     def invoke(self, ctx):
         try:
@@ -52,7 +47,7 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=CryoxplainGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "--version", prog_name="cryoxplain")
 @click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
 @click.pass_context
