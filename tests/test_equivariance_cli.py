@@ -19,7 +19,9 @@ class _Net(torch.nn.Module):
 
     def __init__(self, isotropic: bool = False):
         super().__init__()
-        self.conv = torch.nn.Conv2d(1, 1, 5, padding=2, bias=False)
+        # circular padding: a zero-padded convolution commutes with quarter turns only about the box
+        # middle (N-1)/2, not about the particle centre N//2 on even boxes (docs/conventions.md)
+        self.conv = torch.nn.Conv2d(1, 1, 5, padding=2, bias=False, padding_mode="circular")
         with torch.no_grad():
             if isotropic:
                 y, x = torch.meshgrid(torch.arange(5.) - 2, torch.arange(5.) - 2, indexing="ij")

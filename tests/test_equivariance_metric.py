@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cryoxplain.errors import ParameterError, ShapeError
-from cryoxplain.geometry.rotate import disc_mask, rot90, rotate, rotate_deg
+from cryoxplain.geometry.rotate import disc_mask, mirror, rot90, rotate, rotate_deg
 from cryoxplain.metrics.equivariance import (GRID_ANGLES_DEG, classifier_invariance, default_mask,
                                              equivariance_error, evaluate_equivariance, offgrid_angles,
                                              rotation_floor)
@@ -16,7 +16,7 @@ N = 48
 
 def _coords(n=N):
     y, x = np.mgrid[:n, :n].astype(np.float64)
-    return x - (n - 1) / 2, y - (n - 1) / 2
+    return x - n // 2, y - n // 2  # offsets from the centre pixel n//2
 
 
 def _blobs(n=N, count=4, seed=0, sigma=3.0):
@@ -40,11 +40,19 @@ def test_grid_rotations_are_exact_permutations():
         for k in range(4):
             r = rotate(a, k * math.pi / 2)
             assert r.dtype == np.float32
-            assert np.array_equal(r, np.rot90(a, -k, axes=(-2, -1)))
+            # about the centre pixel c = n//2, periodically: a quarter turn (+x towards +y) takes
+            # out[y, x] = in[(2c - x) mod n, y]; on odd boxes this is numpy's rot90 about (n-1)/2
+            c = n // 2
+            ref = a
+            for _ in range(k):
+                ref = ref[:, (2 * c - np.arange(n)[None, :]) % n, np.arange(n)[:, None]]
+            assert np.array_equal(r, ref)
+            if n % 2:
+                assert np.array_equal(r, np.rot90(a, -k, axes=(-2, -1)))
             assert np.array_equal(r, rot90(a, k))
             assert np.array_equal(np.sort(r.ravel()), np.sort(a.ravel()))
         t = torch.as_tensor(a)[:, None]
-        assert torch.equal(rotate(t, math.pi / 2), torch.rot90(t, -1, dims=(-2, -1)))
+        assert torch.equal(rotate(t, math.pi / 2), torch.as_tensor(rot90(a, 1))[:, None])
         assert torch.equal(rotate_deg(t, 270.0), rot90(t, 3))
         assert torch.equal(rotate(t, 4 * math.pi), t)
 
@@ -98,7 +106,8 @@ def test_disc_mask():
     m = disc_mask(32)
     assert m.shape == (32, 32) and m.dtype == np.float32
     assert m[16, 16] == 1 and m[0, 0] == 0
-    assert np.array_equal(m, np.rot90(m)) and np.array_equal(m, m[::-1])
+    # centred on pixel 16 (N//2): invariant under the quarter turns and mirrors about that pixel
+    assert np.array_equal(m, rot90(m)) and np.array_equal(m, mirror(m, -2)) and np.array_equal(m, mirror(m, -1))
     mt = disc_mask(32, taper=4)
     assert np.all((mt >= 0) & (mt <= 1)) and np.all(mt <= m + 1e-7)
     assert 0 < mt[16, 2] < 1 or 0 < mt[16, 3] < 1
@@ -172,7 +181,7 @@ def test_reference_and_default_mask_on_noise():
     ref_hard = np.mean(list(isotropic_reference(noise, ang, mask=disc_mask(N)).values()))
     assert ref < fl / 5 and ref < ref_hard
     m = default_mask(N)
-    assert m.max() == 1 and 0 < m[N // 2, 1] < 1 and np.array_equal(m, np.rot90(m))
+    assert m.max() == 1 and 0 < m[N // 2, 1] < 1 and np.array_equal(m, rot90(m))
 
 
 def test_floor_shrinks_as_images_get_smoother():

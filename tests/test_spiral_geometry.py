@@ -3,6 +3,8 @@ import math
 
 import numpy as np
 import pytest
+
+from cryoxplain.geometry.rotate import rot90
 import scipy.sparse as sp
 from scipy.interpolate import LinearNDInterpolator
 from scipy.ndimage import map_coordinates
@@ -32,8 +34,9 @@ def test_parameters_follow_eq_7_5_to_7_7():
 @pytest.mark.parametrize("box", [32, 48, 64, 256])
 def test_defaults_give_one_pixel_spacing(box):
     g = S.spiral_geometry(box)
-    R = (box - 1) / 2
-    assert g.radius == R and g.center == R
+    # centre box//2 (docs/conventions.md); the largest disc about it between pixel centres
+    R = (box - 1) // 2
+    assert g.radius == R and g.center == box // 2
     assert g.n_wind == math.ceil(R)
     assert abs(g.n_spls - math.pi * R * R) / (math.pi * R * R) < 0.05   # ≈ disc area in px²
     assert 0.95 < g.winding_spacing <= 1.0
@@ -44,7 +47,7 @@ def test_defaults_give_one_pixel_spacing(box):
 
 def test_default_sample_count_for_256_box():
     g = S.spiral_geometry(256)
-    assert (g.n_wind, g.n_spls) == (128, 51271)
+    assert (g.n_wind, g.n_spls) == (127, 50671)  # R = 127 px about pixel 128
 
 
 def test_bad_parameters_raise():
@@ -160,7 +163,7 @@ def test_spiral_to_grid_on_disc_mask(ops48):
     np.testing.assert_array_equal(mask, r <= g.mask_radius + 1e-9)
     # the mask is a disc: exactly symmetric under the 90° grid rotations
     for q in (1, 2, 3):
-        np.testing.assert_array_equal(np.rot90(ops48.mask, q), ops48.mask)
+        np.testing.assert_array_equal(rot90(ops48.mask, q), ops48.mask)
     rows = A.sum(axis=1).A.ravel()
     np.testing.assert_allclose(rows[mask], 1.0, atol=1e-12)
     assert np.all(rows[~mask] == 0) and A[~mask].nnz == 0

@@ -172,7 +172,7 @@ def test_registered_and_round_trips_through_model_file(tmp_path):
         m.train()(torch.randn(4, 1, 24, 24))
     m.eval()
     cfg = m.config()
-    assert cfg == dict(box_size=24, depth=3, width=4, kernel_size=3, n_wind=12, n_spls=434,
+    assert cfg == dict(box_size=24, depth=3, width=4, kernel_size=3, n_wind=11, n_spls=381,
                        outside="passthrough", residual=False)
     path = save_model(tmp_path / "s.safetensors", m, "spiral", cfg, training={"epochs": 0})
     m2, info = load_model(path)

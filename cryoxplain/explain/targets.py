@@ -55,12 +55,12 @@ def _require_logits(target: Target, output_shape: tuple) -> int:
 
 
 def disc_mask(shape: tuple[int, int], radius: float | None = None, center: tuple[float, float] | None = None) -> np.ndarray:
-    """Boolean ``(H, W)`` disc; default centre ``(W // 2, H // 2)`` (x, y), default radius: inscribed."""
-    h, w = shape
-    cx, cy = center if center is not None else (w // 2, h // 2)
-    r = min(h, w) / 2 if radius is None else radius
-    yy, xx = np.mgrid[0:h, 0:w]
-    return (xx - cx) ** 2 + (yy - cy) ** 2 <= r ** 2
+    """Boolean ``(H, W)`` disc; default centre the box centre ``(W // 2, H // 2)``, given here as
+    ``(x, y)``; default radius: inscribed.  Deprecated location: use
+    :func:`cryoxplain.imaging.masks.disc_mask` (which takes the centre as ``(y, x)``)."""
+    from ..imaging.masks import disc_mask as _disc
+
+    return _disc(shape, radius, center=None if center is None else (center[1], center[0])) > 0
 
 
 class ClassLogit(Target):

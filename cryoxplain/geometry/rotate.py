@@ -4,15 +4,19 @@ Conventions (used by every metric in cryoxplain)
 ------------------------------------------------
 * Images are the last two axes of an array: ``(H, W)``, ``(B, H, W)`` or ``(B, 1, H, W)``,
   numpy arrays or torch tensors (the result has the input's type, dtype and device).
-* The rotation centre is the **geometric centre of the box**, ``((H-1)/2, (W-1)/2)``.  With this
-  centre a rotation by a multiple of 90° is an exact permutation of the pixels, for odd and even
-  boxes alike; :func:`disc_mask` uses the same centre, so the mask is invariant under the exact
-  rotations.
+* The rotation centre is the **particle centre of the field**, pixel ``(H // 2, W // 2)`` (RELION,
+  cryoSPARC; the origin of the ``fftshift``-ed DFT), as everywhere in cryoxplain
+  (docs/conventions.md).  On odd boxes this is the geometric centre.  A rotation by a multiple of
+  90° (and a flip, :func:`mirror`) is an exact permutation of the pixels about that centre, taken
+  **periodically**: on an even box the first row lies ``N/2`` px from the centre and the last
+  only ``N/2 − 1``, so the quarter turn maps the unpaired edge row/column onto the opposite edge
+  (exactly as a 90° rotation acts on a DFT).  The disc masks of :mod:`cryoxplain.imaging.masks`
+  measure distance the same way, so they are exactly invariant under these permutations.
 * Angles are in **radians**.  Writing ``x`` for the column index and ``y`` for the row index, a
   rotation by ``+θ`` turns the +x axis towards the +y axis: counter-clockwise when the image is
   displayed with the origin at the lower left (the MRC convention), clockwise with the origin at
-  the upper left.  ``rotate(img, k*pi/2)`` equals ``rot90(img, k)`` equals
-  ``numpy.rot90(img, -k, axes=(-2, -1))``.
+  the upper left.  ``rotate(img, k*pi/2)`` equals ``rot90(img, k)``, which on odd
+  boxes equals ``numpy.rot90(img, -k, axes=(-2, -1))``.
 * Values are ``out(p) = in(R_θ⁻¹ p)``; outside the input box the image is taken as zero.
 
 The band-limited rotation (:func:`rotate`, ``method="fft"``)
@@ -37,7 +41,7 @@ The image is zero-padded to an odd canvas of side ``2·max(H, W)+1`` before shea
 ambiguous Nyquist bin, so the result is real; twice the box: intermediate shears do not wrap
 around into the cropped box).  The cost of band-limited interpolation is Gibbs ringing at
 discontinuities — the box edge and, for pure noise, every pixel — which is why equivariance is
-measured inside a disc (:func:`disc_mask`) and why :mod:`cryoxplain.metrics.equivariance` reports
+measured inside a disc (:func:`cryoxplain.imaging.masks.disc_mask`) and why :mod:`cryoxplain.metrics.equivariance` reports
 the operator's own round-trip floor next to every model error.
 
 ``method="spline"`` (numpy/scipy, order-5 B-spline via :func:`scipy.ndimage.map_coordinates`) is
@@ -59,7 +63,7 @@ from ..errors import ParameterError, ShapeError
 
 Array = Union[np.ndarray, torch.Tensor]
 
-__all__ = ["rot90", "rotate", "disc_mask", "rotate_deg"]
+__all__ = ["rot90", "mirror", "rotate", "disc_mask", "rotate_deg"]
 
 _EXACT_TOL = 1e-12  # residual angle (rad) below which a rotation is treated as an exact multiple of 90°
 
@@ -69,44 +73,62 @@ def _check_image_dims(x: Array) -> None:
         raise ShapeError(f"expected images with at least 2 dimensions (..., H, W), got shape {tuple(x.shape)}")
 
 
-def rot90(x: Array, k: int = 1) -> Array:
-    """Exact rotation by ``k·90°`` of the last two axes (see the module conventions).
+def _quarter_turn_index(h: int, w: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Source row/column ``(H', W')`` of every output pixel of a ``k``-quarter turn about the centre."""
+    ho, wo = (h, w) if k % 2 == 0 else (w, h)
+    dy = np.arange(ho)[:, None] - ho // 2  # output offsets from the output centre
+    dx = np.arange(wo)[None, :] - wo // 2
+    # out(p) = in(R^-1 p);  R rotates +x towards +y by k·90°
+    if k == 1:
+        sx, sy = dy, -dx
+    elif k == 2:
+        sx, sy = -dx, -dy
+    else:
+        sx, sy = -dy, dx
+    sy = np.broadcast_to(sy, (ho, wo))
+    sx = np.broadcast_to(sx, (ho, wo))
+    return np.mod(sy + h // 2, h), np.mod(sx + w // 2, w)
 
-    Equals ``rotate(x, k*pi/2)``; a pure permutation of pixels (``k`` odd needs ``H == W`` to keep
-    the shape, otherwise H and W are swapped).
+
+def rot90(x: Array, k: int = 1) -> Array:
+    """Exact rotation by ``k·90°`` of the last two axes about pixel ``(H//2, W//2)`` (module conventions).
+
+    Equals ``rotate(x, k*pi/2)``; a pure (periodic) permutation of pixels.  On odd boxes it equals
+    ``numpy.rot90(x, -k, axes=(-2, -1))``; on even boxes that result shifted by one pixel so that
+    the centre stays put.  ``k`` odd swaps H and W.
     """
     _check_image_dims(x)
     k = int(k) % 4
+    if k == 0:
+        return x.clone() if isinstance(x, torch.Tensor) else np.array(x, copy=True)
+    h, w = x.shape[-2:]
+    iy, ix = _quarter_turn_index(h, w, k)
     if isinstance(x, torch.Tensor):
-        return torch.rot90(x, -k, dims=(-2, -1)) if k else x.clone()
-    return np.ascontiguousarray(np.rot90(x, -k, axes=(-2, -1))) if k else np.array(x, copy=True)
+        return x[..., torch.as_tensor(iy, device=x.device), torch.as_tensor(ix, device=x.device)]
+    return np.ascontiguousarray(np.asarray(x)[..., iy, ix])
+
+
+def mirror(x: Array, axis: int = -1) -> Array:
+    """Exact mirror image about the centre pixel along ``axis`` (-1: columns, x → −x; -2: rows).
+
+    Periodic like :func:`rot90`: index ``i`` goes to ``(2·(N//2) − i) mod N``; on odd boxes this is
+    a plain flip.
+    """
+    _check_image_dims(x)
+    if axis not in (-1, -2):
+        raise ParameterError(f"axis must be -1 (columns) or -2 (rows), got {axis}")
+    n = x.shape[axis]
+    idx = np.mod(2 * (n // 2) - np.arange(n), n)
+    if isinstance(x, torch.Tensor):
+        return x.index_select(x.ndim + axis, torch.as_tensor(idx, device=x.device))
+    return np.ascontiguousarray(np.take(np.asarray(x), idx, axis=axis))
 
 
 def disc_mask(h: int, w: int | None = None, radius: float | None = None, taper: float = 0.0) -> np.ndarray:
-    """Disc mask ``(h, w)`` (float32, values in [0, 1]) centred on the box centre ``((h-1)/2, (w-1)/2)``.
+    """Deprecated location: use :func:`cryoxplain.imaging.masks.disc_mask` (same mask, centre ``N // 2``)."""
+    from ..imaging.masks import disc_mask as _disc
 
-    ``radius`` (pixels) defaults to ``min(h, w)/2`` (the disc inscribed in the box).  With
-    ``taper > 0`` the edge is a raised cosine: 1 for ``r ≤ radius − taper``, falling smoothly to 0
-    at ``r = radius``; with ``taper = 0`` the mask is 1 for ``r ≤ radius`` and 0 outside.  The mask
-    is invariant under :func:`rot90` (for square boxes) and under flips.
-    Use ``torch.as_tensor(mask, device=...)`` for torch.
-    """
-    w = h if w is None else w
-    if h < 1 or w < 1:
-        raise ParameterError(f"mask size must be positive, got {h}x{w}")
-    radius = min(h, w) / 2.0 if radius is None else float(radius)
-    if radius <= 0:
-        raise ParameterError(f"disc radius must be > 0, got {radius}")
-    if taper < 0 or taper > radius:
-        raise ParameterError(f"taper must be in [0, radius={radius}], got {taper}")
-    yy = np.arange(h, dtype=np.float64) - (h - 1) / 2.0
-    xx = np.arange(w, dtype=np.float64) - (w - 1) / 2.0
-    r = np.hypot(yy[:, None], xx[None, :])
-    if taper == 0:
-        return (r <= radius).astype(np.float32)
-    inner = radius - taper
-    t = np.clip((r - inner) / taper, 0.0, 1.0)
-    return (0.5 * (1.0 + np.cos(np.pi * t))).astype(np.float32)
+    return _disc((h, h if w is None else w), radius, taper=taper)
 
 
 def _angles_vector(theta, batch: int) -> np.ndarray:
@@ -142,7 +164,7 @@ def _shear_rotate_torch(x: torch.Tensor, phi: np.ndarray, order: str = "xyx") ->
     rdtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     canvas = x.new_zeros((B, L, L), dtype=rdtype)
     canvas[:, top:top + H, left:left + W] = x.to(rdtype)
-    cy, cx = top + (H - 1) / 2.0, left + (W - 1) / 2.0
+    cy, cx = float(top + H // 2), float(left + W // 2)
     dev = x.device
     alpha = torch.as_tensor(-np.tan(phi / 2.0), dtype=rdtype, device=dev)  # (B,)
     beta = torch.as_tensor(np.sin(phi), dtype=rdtype, device=dev)
@@ -172,7 +194,7 @@ def _spline_rotate_np(x: np.ndarray, th: np.ndarray, order: int = 5) -> np.ndarr
     from scipy import ndimage
 
     B, H, W = x.shape
-    cy, cx = (H - 1) / 2.0, (W - 1) / 2.0
+    cy, cx = float(H // 2), float(W // 2)
     yy, xx = np.meshgrid(np.arange(H) - cy, np.arange(W) - cx, indexing="ij")
     out = np.empty_like(x, dtype=np.float64)
     for i in range(B):
@@ -234,7 +256,7 @@ def rotate(x: Array, theta, method: str = "fft", *, shear_order: str = "xyx") ->
             idx = np.nonzero(k == kk)[0]
             if idx.size:
                 it = torch.as_tensor(idx, device=t.device)
-                parts[it] = torch.rot90(t[it], -kk, dims=(-2, -1))
+                parts[it] = rot90(t[it], kk)
     if np.all(exact):
         out = parts
     else:

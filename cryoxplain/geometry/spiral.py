@@ -9,10 +9,12 @@ Coordinates
 -----------
 An image of ``box × box`` pixels is indexed ``[row, col]``; pixel centres are at integer
 positions.  Spiral coordinates are in **pixels relative to the box centre**
-``c = (box − 1)/2`` (the centre about which ``numpy.rot90`` rotates the array, so that exact 90°
-rotations of the image are exact rotations of the geometry too), as ``(x, y) = (col − c, row − c)``.
-The disc has radius ``R = (box − 1)/2`` pixels, so every spiral point lies between pixel centres
-and bilinear interpolation never reads outside the box.
+``c = box // 2`` (the particle centre of the field and the centre of every rotation in cryoxplain,
+docs/conventions.md, so that exact 90° rotations of the image are exact rotations of the geometry
+too), as ``(x, y) = (col − c, row − c)``.  The disc has radius ``R = (box − 1) // 2`` pixels — the
+largest disc about ``c`` that lies between pixel centres (on even boxes the centre is half a pixel
+past the middle, so R is half a pixel less than ``(box − 1)/2``) — and bilinear interpolation never
+reads outside the box.
 
 Spiral (Eq. 7.5–7.7), in unit-disc coordinates::
 
@@ -109,13 +111,13 @@ class SpiralGeometry:
     # geometry in pixels ---------------------------------------------------------------------
     @property
     def center(self) -> float:
-        """Pixel coordinate of the disc centre (same for rows and columns)."""
-        return (self.box_size - 1) / 2.0
+        """Pixel coordinate of the disc centre (same for rows and columns): ``box // 2``."""
+        return float(self.box_size // 2)
 
     @property
     def radius(self) -> float:
-        """Disc radius in pixels."""
-        return (self.box_size - 1) / 2.0
+        """Disc radius in pixels, ``(box − 1) // 2``."""
+        return float((self.box_size - 1) // 2)
 
     @property
     def mask_radius(self) -> float:
@@ -179,7 +181,8 @@ class SpiralGeometry:
         return np.stack([jj.ravel() - self.center, ii.ravel() - self.center], axis=1)
 
     def key(self) -> str:
-        return f"b{self.box_size}_w{self.n_wind}_s{self.n_spls}"
+        # "c2": centre box // 2 (operators cached under the older (box − 1)/2 centre are not reused)
+        return f"c2_b{self.box_size}_w{self.n_wind}_s{self.n_spls}"
 
 
 def _default_wind(radius: float) -> int:
@@ -200,8 +203,8 @@ def _check_rows(rows: int) -> int:
 def spiral_geometry(box_size: int, n_wind: int | None = None, n_spls: int | None = None) -> SpiralGeometry:
     """Geometry for a ``box_size`` box; ``n_wind``/``n_spls`` default to ≈ 1 px spacing.
 
-    ``n_wind = ceil(R)`` and ``n_spls = ceil(π R n_wind)`` with ``R = (box_size − 1)/2``;
-    e.g. 256 px → 128 windings, 51 271 samples.
+    ``n_wind = ceil(R)`` and ``n_spls = ceil(π R n_wind)`` with ``R = (box_size − 1) // 2``;
+    e.g. 256 px → 127 windings, 50 671 samples.
     """
     try:
         box_size = int(box_size)
@@ -209,7 +212,7 @@ def spiral_geometry(box_size: int, n_wind: int | None = None, n_spls: int | None
         raise ParameterError(f"box_size must be an integer, got {box_size!r}") from None
     if box_size < 4:
         raise ParameterError(f"box_size must be at least 4 pixels, got {box_size}")
-    radius = (box_size - 1) / 2.0
+    radius = float((box_size - 1) // 2)
     n_wind = _default_wind(radius) if n_wind is None else int(n_wind)
     if n_wind < 1:
         raise ParameterError(f"n_wind must be ≥ 1, got {n_wind}")
@@ -223,12 +226,12 @@ def spiral_geometry(box_size: int, n_wind: int | None = None, n_spls: int | None
 def grid_to_points(box_size: int, points: np.ndarray, center: float | None = None) -> sp.csr_matrix:
     """Bilinear interpolation from a ``box × box`` grid (row-major) to ``points`` ``(m, 2)``.
 
-    ``points`` are ``(x, y)`` pixels relative to ``center`` (default ``(box − 1)/2``).  Returns a
+    ``points`` are ``(x, y)`` pixels relative to ``center`` (default ``box // 2``).  Returns a
     CSR matrix ``(m, box²)`` with ≤ 4 non-zeros per row; points outside the span of the pixel
     centres get zero rows (zero padding).
     """
     n = int(box_size)
-    c = (n - 1) / 2.0 if center is None else float(center)
+    c = float(n // 2) if center is None else float(center)
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     col = pts[:, 0] + c
     row = pts[:, 1] + c

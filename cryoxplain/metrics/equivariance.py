@@ -162,19 +162,13 @@ def default_mask(h: int, w: int | None = None) -> np.ndarray:
 
 
 def _isotropic_lowpass(sigma: float):
-    """An exactly rotation-equivariant reference operator: Gaussian blur of ``sigma`` px as a linear
-    (zero-padded, non-periodic) convolution computed in Fourier space."""
+    """An exactly rotation-equivariant reference operator: Gaussian blur of ``sigma`` px with periodic
+    borders (:func:`cryoxplain.imaging.filters.gaussian_blur`), which commutes exactly with the
+    quarter turns about the centre pixel ``N // 2`` on even and odd boxes."""
+    from ..imaging.filters import gaussian_blur
 
     def f(x: torch.Tensor) -> torch.Tensor:
-        n_h, n_w = x.shape[-2:]
-        ph, pw = 2 * n_h, 2 * n_w
-        fy = torch.fft.fftfreq(ph, dtype=torch.float64)[:, None]
-        fx = torch.fft.fftfreq(pw, dtype=torch.float64)[None, :]
-        H = torch.exp(-2 * (math.pi * sigma) ** 2 * (fx ** 2 + fy ** 2))
-        pad = torch.zeros(x.shape[:-2] + (ph, pw), dtype=torch.float64)
-        pad[..., :n_h, :n_w] = x.double()
-        # the kernel is centred on pixel (0, 0) of the padded grid: the result is a linear convolution
-        return torch.fft.ifft2(torch.fft.fft2(pad) * H).real[..., :n_h, :n_w]
+        return gaussian_blur(x.double(), sigma, border="periodic")
 
     return f
 

@@ -38,15 +38,11 @@ __all__ = ["DenoiseMetrics", "FRCResult", "disc_mask", "evaluate_files", "frc", 
 
 
 def disc_mask(shape: tuple, radius: float | None = None) -> np.ndarray:
-    """Boolean mask of the disc of ``radius`` pixels (default: inscribed, min(H, W)/2) at the box centre.
+    """Boolean mask of the disc of ``radius`` pixels (default: inscribed, min(H, W)/2) at the box
+    centre ``(H // 2, W // 2)``.  Deprecated location: use :func:`cryoxplain.imaging.masks.disc_mask`."""
+    from ..imaging.masks import disc_mask as _disc
 
-    The centre is at ((H−1)/2, (W−1)/2), the same convention as the rotation operators.
-    """
-    h, w = int(shape[-2]), int(shape[-1])
-    r = min(h, w) / 2.0 if radius is None else float(radius)
-    y = np.arange(h) - (h - 1) / 2.0
-    x = np.arange(w) - (w - 1) / 2.0
-    return (y[:, None] ** 2 + x[None, :] ** 2) <= r * r
+    return _disc(shape, radius) > 0
 
 
 def soft_disc_mask(shape: tuple, radius: float | None = None, edge: float | None = None) -> np.ndarray:
@@ -54,15 +50,13 @@ def soft_disc_mask(shape: tuple, radius: float | None = None, edge: float | None
 
     Defaults: ``radius`` = min(H, W)/2 − 1, ``edge`` = max(2, min(H, W)/16) pixels.
     """
+    from ..imaging.masks import disc_mask as _disc
+
     h, w = int(shape[-2]), int(shape[-1])
     n = min(h, w)
     r = n / 2.0 - 1 if radius is None else float(radius)
     e = max(2.0, n / 16.0) if edge is None else float(edge)
-    y = np.arange(h) - (h - 1) / 2.0
-    x = np.arange(w) - (w - 1) / 2.0
-    d = np.sqrt(y[:, None] ** 2 + x[None, :] ** 2)
-    m = np.clip((r - d) / max(e, 1e-12), 0.0, 1.0)
-    return (0.5 - 0.5 * np.cos(np.pi * m)).astype(np.float64)
+    return _disc((h, w), r, taper=min(e, r)).astype(np.float64)
 
 
 def _resolve_mask(mask, shape) -> np.ndarray | None:

@@ -33,10 +33,11 @@ STREAM_ORIENT, STREAM_CTF, STREAM_NOISE, STREAM_NOISE2, STREAM_SHOT, STREAM_SHOT
 
 
 def disc_mask(box: int, radius: float | None = None) -> np.ndarray:
-    """Boolean ``(box, box)`` mask of the disc of ``radius`` (default box/2) around pixel box//2."""
-    r = np.arange(box) - box // 2
-    rr = np.hypot(r[:, None], r[None, :])
-    return rr <= (box / 2 if radius is None else radius)
+    """Boolean ``(box, box)`` mask of the disc of ``radius`` (default box/2) around pixel box//2
+    (:func:`cryoxplain.imaging.masks.disc_mask`)."""
+    from ..imaging.masks import disc_mask as _disc
+
+    return _disc(box, radius) > 0
 
 
 def disc_variance(images: np.ndarray, mask: np.ndarray) -> np.ndarray:
