@@ -178,11 +178,19 @@ def read_model_info(path: str | os.PathLike) -> ModelInfo:
         raise ModelFileError(f"{path}: corrupted model metadata ({exc})") from None
 
 
-def load_model(spec: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, ModelInfo]:
-    """Load a model file (or shipped model name) in eval mode on ``device``."""
+def load_model(spec: str | os.PathLike, device: str | torch.device = "cpu", *,
+               task: str | None = None) -> tuple[torch.nn.Module, ModelInfo]:
+    """Load a model file (or shipped model name) in eval mode on ``device``.
+
+    ``task``: ``"denoise"`` or ``"classify"`` to refuse (with :class:`ModelFileError`) a model made
+    for another task — the one place where a model's task is checked.
+    """
     from safetensors.torch import load_file
 
     info = read_model_info(spec)
+    if task is not None and info.task != task:
+        what = {"denoise": "a denoiser", "classify": "a particle classifier"}.get(task, f"a {task!r} model")
+        raise ModelFileError(f"{info.path}: {info.arch!r} is a {info.task!r} model; {what} is needed here")
     model = build_model(info.arch, **info.config)
     try:
         state = load_file(info.path, device="cpu")
