@@ -25,7 +25,7 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
         return torch.device("cpu")
     if spec == "cuda" or spec.startswith("cuda:"):
         if not torch.cuda.is_available():
-            raise DeviceError(f"--device {spec} was requested but no CUDA GPU is available; use --device cpu or auto")
+            raise DeviceError(f"device={spec} was requested but no CUDA GPU is available; use device=cpu or device=auto")
         dev = torch.device(spec)
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise DeviceError(

@@ -7,6 +7,7 @@ and exit with status 2; ``--debug`` shows the traceback instead.
 """
 from __future__ import annotations
 
+import re
 import sys
 
 import click
@@ -39,12 +40,43 @@ class CryoxplainGroup(LazyGroup):
         except CryoxplainError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"cryoxplain: error: {_one_line(exc)}", err=True)
+            name = ctx.invoked_subcommand
+            cmd = self.get_command(ctx, name) if name else None
+            click.echo(f"cryoxplain: error: {_one_line(exc, cmd)}", err=True)
             ctx.exit(exc.exit_code)
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
+def _one_line(exc: BaseException, command: click.Command | None = None) -> str:
+    """The error on one line; parameters the library names as ``name=value`` become the command's
+    flags (``force=True`` → ``--force``, ``pixel_size=...`` → ``--pixel-size``, ``device=cpu`` →
+    ``--device cpu``), so library messages name parameters and CLI users read flags."""
+    text = " ".join(str(exc).split())
+    flags = _option_flags(command) if command is not None else {}
+    if not flags:
+        return text
+
+    def repl(m):
+        opt = flags.get(m.group(1))
+        if opt is None:
+            return m.group(0)
+        value = m.group(2) or ""
+        return opt if value in ("", "True", "...") else f"{opt} {value}"
+
+    return re.sub(r"\b([a-z_][a-z0-9_]*)=(True|\.\.\.|[^\s,;()]+)?", repl, text)
+
+
+def _option_flags(command: click.Command) -> dict[str, str]:
+    """Parameter name → longest flag, over ``command`` (and, for a group, its loaded subcommands)."""
+    out: dict[str, str] = {}
+    cmds = [command]
+    if isinstance(command, click.Group):
+        names = list(getattr(command, "lazy_commands", {})) + list(command.commands)
+        cmds += [c for c in (command.get_command(None, n) for n in names) if c is not None]
+    for c in cmds:
+        for p in c.params:
+            if isinstance(p, click.Option) and p.name and p.name not in out:
+                out[p.name] = max(p.opts, key=len)
+    return out
 
 
 @click.group(cls=CryoxplainGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -20,7 +20,7 @@ def check_output(path: str | os.PathLike, force: bool = False, inputs: tuple = (
         except OSError:
             pass
     if path.exists() and not force:
-        raise OutputExistsError(f"{path} exists; use --force (force=True) to overwrite it")
+        raise OutputExistsError(f"{path} exists; pass force=True to overwrite it")
     if path.exists() and path.is_dir():
         raise OutputExistsError(f"{path} is a directory, not a file")
     if not path.parent.exists():

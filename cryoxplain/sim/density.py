@@ -221,7 +221,7 @@ def density_from_mrc(path: str | Path, pixel_size: float | None = None) -> Densi
     if voxel is None and pixel_size is None:
         raise ParameterError(
             f"{path}: the map header has no voxel size (0 Å); give the pixel size explicitly "
-            "(--pixel-size / pixel_size=...)"
+            "(pixel_size=..., in Å)"
         )
     n = max(data.shape)
     if len(set(data.shape)) != 1:
@@ -279,7 +279,7 @@ def load_density(source: str | Path, pixel_size: float | None = None, *, box: in
         suffix = Path(path.stem).suffix.lower()
     if suffix in ATOMIC_MODEL_SUFFIXES:
         if pixel_size is None:
-            raise ParameterError(f"{path}: simulating from an atomic model needs --pixel-size (Å)")
+            raise ParameterError(f"{path}: simulating from an atomic model needs pixel_size=... (Å)")
         return density_from_atoms(path, pixel_size, box=box, sigma=sigma)
     if suffix in MAP_SUFFIXES:
         return density_from_mrc(path, pixel_size)

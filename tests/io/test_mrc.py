@@ -134,7 +134,7 @@ def test_no_overwrite_without_force_and_inputs_untouched(tmp_path, stack):
     with open_stack(path) as st:
         list(st.batches(2))
     assert digest(path) == before
-    with pytest.raises(OutputExistsError, match="--force"):
+    with pytest.raises(OutputExistsError, match="force=True"):
         write_mrc(path, data * 2)
     assert digest(path) == before
     with pytest.raises(ParameterError, match="also an input"):

@@ -177,7 +177,7 @@ def test_bad_atomic_model_and_missing_pixel_size(tmp_path):
     bad.write_text("this is not a structure\n")
     with pytest.raises(InputFileError):
         load_density(bad, pixel_size=1.0)
-    with pytest.raises(ParameterError, match="pixel-size"):
+    with pytest.raises(ParameterError, match="pixel_size"):  # library names the parameter; the CLI shows --pixel-size
         load_density(write_pdb(tmp_path / "a.pdb"))
     with pytest.raises(InputFileError, match="unknown density format"):
         load_density(write_pdb(tmp_path / "a.txt"), pixel_size=1)
