@@ -20,29 +20,9 @@ import time
 
 
 def _cartesian(depth, width, k):
-    import torch.nn as nn
+    from cryoxplain.models import build_model
 
-    try:
-        from cryoxplain.models import build_model
-        from cryoxplain.models import cartesian  # noqa: F401
-        return build_model("cartesian", depth=depth, width=width, kernel_size=k), "cryoxplain.models.cartesian"
-    except (ImportError, Exception):
-        pass
-
-    class DnCNN(nn.Module):  # same recipe as the cartesian denoiser (stand-in until it is merged)
-        def __init__(self):
-            super().__init__()
-            layers = [nn.Conv2d(1, width, k, padding=k // 2), nn.ReLU()]
-            for _ in range(depth - 2):
-                layers += [nn.Conv2d(width, width, k, padding=k // 2, bias=False), nn.BatchNorm2d(width),
-                           nn.ReLU()]
-            layers.append(nn.Conv2d(width, 1, k, padding=k // 2))
-            self.body = nn.Sequential(*layers)
-
-        def forward(self, x):
-            return x - self.body(x)
-
-    return DnCNN(), "local DnCNN stand-in"
+    return build_model("cartesian", depth=depth, width=width, kernel_size=k), "cryoxplain.models.cartesian"
 
 
 def _child(args) -> dict:
