@@ -75,9 +75,9 @@ def test_plugin_listed_and_run_by_cli(doc_plugin, tmp_path):
     assert "gradient_x_input" in r.output and "reference_value=0.0" in r.output and "arXiv:1605.01713" in r.output
     assert "integrated_gradients" in r.output and "steps=50" in r.output
 
-    from cryoxplain.models.registry import register_architecture, save_model
+    from cryoxplain.models.registry import ArchitectureSpec, register_architecture, save_model
 
-    register_architecture("_test_plugins_denoiser", task="denoise")(lambda: _denoiser())
+    register_architecture(ArchitectureSpec("_test_plugins_denoiser", "denoise", lambda: _denoiser()))
     save_model(tmp_path / "m.safetensors", _denoiser(), "_test_plugins_denoiser", {})
     write_mrc(tmp_path / "s.mrcs", np.random.default_rng(0).normal(size=(3, 10, 10)).astype(np.float32))
     r = CliRunner().invoke(cli, ["explain", "--model", str(tmp_path / "m.safetensors"), "--method", "gradient_x_input",
