@@ -32,6 +32,11 @@ def _fail(spec: ArchitectureSpec, check: str, message: str):
     raise AssertionError(f"architecture {spec.name!r} ({spec.task}): {check}: {message}")
 
 
+def _one_line(exc: BaseException, limit: int = 400) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[:limit] + " …"
+
+
 def _build(spec, config, check):
     try:
         return build_model(spec.name, **config)
@@ -163,7 +168,7 @@ def _check(spec: ArchitectureSpec, config, device: torch.device, batch: int, see
         rebuilt.load_state_dict(model.state_dict(), strict=True)
     except Exception as exc:
         _fail(spec, "config() rebuild", f"the weights do not fit the rebuilt model ({type(exc).__name__}: "
-                                        f"{str(exc).splitlines()[0]})")
+                                        f"{_one_line(exc)}); does config() return every key that shapes the model?")
     _same(spec, "config() rebuild", y, _forward(spec, rebuilt.to(device).eval(), x, "config() rebuild"),
           "outputs of the model and of build_model(**config()) with its weights")
 
@@ -174,7 +179,7 @@ def _check(spec: ArchitectureSpec, config, device: torch.device, batch: int, see
             save_model(path, model, spec.name, cfg, {"check": "check_architecture"})
             loaded, info = load_model(path, device=device)
         except Exception as exc:
-            _fail(spec, "save/load", f"{type(exc).__name__}: {exc}")
+            _fail(spec, "save/load", f"{type(exc).__name__}: {_one_line(exc)}")
     if info.arch != spec.name or info.task != spec.task or info.config != {**spec.legacy_defaults, **cfg}:
         _fail(spec, "save/load", f"file metadata arch={info.arch!r} task={info.task!r} config={info.config!r} "
                                  f"do not match the model's")
