@@ -5,7 +5,6 @@ discovery, so a new entry point is covered automatically) and over the toy model
 show that it fails with a message naming the check.  The third-party architecture is the complete
 example of docs/plugins.md, extracted from the page and installed through entry-point metadata.
 """
-import re
 import subprocess
 import sys
 
@@ -13,6 +12,7 @@ import pytest
 import torch
 
 from conftest import REPO
+from entry_point_helpers import doc_python_block, install_distribution
 from cryoxplain.errors import ModelFileError
 from cryoxplain.models import (ArchitectureSpec, CryoxplainModel, ModelBase, architectures, build_model,
                                list_architectures, load_model, register_architecture, save_model)
@@ -220,25 +220,12 @@ def test_register_architecture_spec_and_deprecated_decorator(tmp_path):
 
 # ---- third-party architectures through entry-point metadata ---------------------------------------
 
-def _install(tmp_path, module, source, entries: dict, version="0.1"):
-    """A minimal installed distribution: the module plus a dist-info with entry points."""
-    site = tmp_path / "site"
-    site.mkdir(exist_ok=True)
-    (site / f"{module}.py").write_text(source)
-    info = site / f"{module}-{version}.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: {version}\n")
-    lines = "".join(f"{k} = {v}\n" for k, v in entries.items())
-    (info / "entry_points.txt").write_text(f"[{GROUP}]\n{lines}")
-    return site
+def _install(tmp_path, module, source, entries: dict):
+    return install_distribution(tmp_path, module, source, GROUP, entries)
 
 
 def _doc_architecture_source() -> str:
-    text = (REPO / "docs" / "plugins.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    src = [b for b in blocks if "class ShallowDenoiser" in b]
-    assert len(src) == 1
-    return src[0]
+    return doc_python_block("plugins.md", "class ShallowDenoiser")
 
 
 @pytest.fixture
