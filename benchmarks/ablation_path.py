@@ -107,10 +107,11 @@ def get_classifier(spec: str | None, vol):
     for name in shipped_models():
         try:
             if read_model_info(name).task == "classify":
+                from cryoxplain.models.protocol import model_input_shape
                 from cryoxplain.models.registry import load_model
 
                 model, info = load_model(name)
-                if getattr(model, "input_shape", None) in (None, (SIZE, SIZE)):
+                if model_input_shape(model) in (None, (SIZE, SIZE)):
                     return model, info.describe()
         except Exception:
             continue

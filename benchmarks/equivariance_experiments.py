@@ -94,9 +94,9 @@ def steerable_available() -> bool:
 
 def _register_steerable():
     """Register architecture ``steerable`` (only in this process) when e2cnn is installed."""
-    from cryoxplain.models.registry import _ARCHS, register_architecture
+    from cryoxplain.models.registry import ArchitectureSpec, architectures, register_architecture
 
-    if "steerable" in _ARCHS:
+    if "steerable" in architectures():
         return
     from e2cnn import gspaces
     from e2cnn import nn as enn
@@ -135,7 +135,7 @@ def _register_steerable():
             y = self.body(enn.GeometricTensor(x, self.t_in)).tensor
             return x - y if self.residual else y
 
-    register_architecture("steerable", task="denoise")(SteerableDenoiser)
+    register_architecture(ArchitectureSpec("steerable", "denoise", SteerableDenoiser))
 
 
 def n_params(model: torch.nn.Module) -> int:
@@ -183,12 +183,11 @@ def spiral_geometry(cfg: dict) -> dict:
     windings and samples keep the spiral model's defaults: ~1 px spacing)."""
     import inspect
 
-    from cryoxplain.models.registry import _ARCHS, _ensure_builtin_archs
+    from cryoxplain.models.registry import architectures, get_architecture
 
-    _ensure_builtin_archs()
-    if "spiral" not in _ARCHS:
+    if "spiral" not in architectures():
         raise SystemExit("the spiral architecture is not available in this installation")
-    params = inspect.signature(_ARCHS["spiral"][0]).parameters
+    params = inspect.signature(get_architecture("spiral").factory).parameters
     for key in ("box_size", "box", "size", "image_size"):
         if key in params:
             return {key: cfg["box"]}

@@ -29,6 +29,7 @@ from .errors import InputFileError, ModelFileError, ParameterError, ShapeError
 from .io.atomic import atomic_path, check_output
 from .io.mrc import StackWriter, open_stack, sniff, write_mrc
 from .models.normalize import denormalize, normalize
+from .models.protocol import inference_form, model_input_shape, model_receptive_radius
 from .models.registry import load_model
 from .utils import resolve_device
 
@@ -57,12 +58,9 @@ class Denoiser:
             if self.info.task != "denoise":
                 raise ModelFileError(f"{self.info.path}: is a {self.info.task} model ({self.info.arch}), not a denoiser")
         # a faster, numerically equivalent form for inference when the architecture offers one
-        fast = getattr(self.model, "for_inference", None)
-        self._net = fast().to(self.device) if callable(fast) else self.model
-        shp = getattr(self.model, "input_shape", None)
-        self.input_shape = None if shp is None else tuple(int(s) for s in shp)
-        rr = getattr(self.model, "receptive_radius", None)
-        self.receptive_radius = None if rr is None else int(rr)
+        self._net = inference_form(self.model).to(self.device)
+        self.input_shape = model_input_shape(self.model)
+        self.receptive_radius = model_receptive_radius(self.model)
 
     @property
     def name(self) -> str:

@@ -74,9 +74,9 @@ def test_training_errors(tmp_path):
     a, b = labelled_particles(4, 16, seed=0)
     with pytest.raises(ParameterError, match="at least two classes"):
         train_classifier([a], epochs=1)
-    from cryoxplain.models.registry import register_architecture
+    from cryoxplain.models.registry import ArchitectureSpec, register_architecture
 
-    register_architecture("_test_cls_denoiser", task="denoise")(lambda: torch.nn.Identity())
+    register_architecture(ArchitectureSpec("_test_cls_denoiser", "denoise", lambda: torch.nn.Identity()))
     with pytest.raises(ParameterError, match="not a classifier"):
         train_classifier([a, b], arch="_test_cls_denoiser", epochs=1)
     with pytest.raises(ParameterError, match="unknown architecture"):

@@ -8,12 +8,11 @@ from click.testing import CliRunner
 from cryoxplain.errors import DeviceError, ModelFileError, ParameterError, PluginError
 from cryoxplain.explain.base import Explainer, Param, Target, explained_function, gradient
 from cryoxplain.explain.registry import get_explainer
-from cryoxplain.models.registry import (build_model, load_model, read_model_info, register_architecture,
-                                        save_model)
+from cryoxplain.models.registry import (ArchitectureSpec, build_model, load_model, read_model_info,
+                                        register_architecture, save_model)
 from cryoxplain.utils import resolve_device, seed_everything
 
 
-@register_architecture("_test_tiny", task="denoise")
 class _Tiny(torch.nn.Module):
     def __init__(self, width=4):
         super().__init__()
@@ -23,6 +22,9 @@ class _Tiny(torch.nn.Module):
 
     def forward(self, x):
         return self.out(torch.relu(self.conv(x)))
+
+
+register_architecture(ArchitectureSpec("_test_tiny", "denoise", _Tiny))
 
 
 def test_resolve_device():

@@ -8,10 +8,9 @@ from click.testing import CliRunner
 
 from cryoxplain.io.mrc import write_mrc
 from cryoxplain.metrics.equivariance import EquivarianceCallback, evaluate_stack_equivariance
-from cryoxplain.models.registry import register_architecture, save_model
+from cryoxplain.models.registry import ArchitectureSpec, register_architecture, save_model
 
 
-@register_architecture("_eqv_test_net", task="denoise")
 class _Net(torch.nn.Module):
     """Tiny conv net; ``isotropic=True`` makes its kernels rotation-symmetric (a radial blur)."""
 
@@ -34,6 +33,9 @@ class _Net(torch.nn.Module):
 
     def forward(self, x):
         return self.conv(x)
+
+
+register_architecture(ArchitectureSpec("_eqv_test_net", "denoise", _Net))
 
 
 def _stack(path, n=6, size=32, seed=0):

@@ -13,7 +13,7 @@ from cryoxplain.explain import explain_stack, read_attributions
 from cryoxplain.explain.targets import (ClassLogit, PixelOutput, PredictedClass, ReferenceProjection,
                                         ROISum, parse_target)
 from cryoxplain.io.mrc import write_mrc
-from cryoxplain.models.registry import register_architecture, save_model
+from cryoxplain.models.registry import ArchitectureSpec, register_architecture, save_model
 
 N, H, W = 5, 16, 20
 
@@ -33,7 +33,7 @@ class SmallDenoiser(torch.nn.Module):
         return x - self.body(x)
 
 
-register_architecture("_test_small_denoiser", task="denoise")(lambda: SmallDenoiser())
+register_architecture(ArchitectureSpec("_test_small_denoiser", "denoise", lambda: SmallDenoiser()))
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 The plugin is the complete example of docs/plugins.md, extracted from the page, so the
 documentation cannot drift from working code.
 """
-import re
 import sys
 
 import h5py
@@ -12,7 +11,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import REPO
+from entry_point_helpers import doc_python_block, install_distribution
 from cryoxplain.cli.main import cli
 from cryoxplain.errors import PluginError
 from cryoxplain.explain import create_explainer, get_explainer, list_plugins
@@ -20,23 +19,12 @@ from cryoxplain.explain.targets import PixelOutput
 
 
 def _doc_plugin_source() -> str:
-    text = (REPO / "docs" / "plugins.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    src = [b for b in blocks if "class GradientTimesInput" in b]
-    assert len(src) == 1
-    return src[0]
+    return doc_python_block("plugins.md", "class GradientTimesInput")
 
 
 def _install(tmp_path, name, module, source, value, version="0.1"):
     """A minimal installed distribution: the module plus a dist-info with entry points."""
-    site = tmp_path / "site"
-    site.mkdir(exist_ok=True)
-    (site / f"{module}.py").write_text(source)
-    info = site / f"{module}-{version}.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: {version}\n")
-    (info / "entry_points.txt").write_text(f"[cryoxplain.explainers]\n{name} = {value}\n")
-    return site
+    return install_distribution(tmp_path, module, source, "cryoxplain.explainers", {name: value}, version)
 
 
 @pytest.fixture
@@ -75,9 +63,9 @@ def test_plugin_listed_and_run_by_cli(doc_plugin, tmp_path):
     assert "gradient_x_input" in r.output and "reference_value=0.0" in r.output and "arXiv:1605.01713" in r.output
     assert "integrated_gradients" in r.output and "steps=50" in r.output
 
-    from cryoxplain.models.registry import register_architecture, save_model
+    from cryoxplain.models.registry import ArchitectureSpec, register_architecture, save_model
 
-    register_architecture("_test_plugins_denoiser", task="denoise")(lambda: _denoiser())
+    register_architecture(ArchitectureSpec("_test_plugins_denoiser", "denoise", lambda: _denoiser()))
     save_model(tmp_path / "m.safetensors", _denoiser(), "_test_plugins_denoiser", {})
     write_mrc(tmp_path / "s.mrcs", np.random.default_rng(0).normal(size=(3, 10, 10)).astype(np.float32))
     r = CliRunner().invoke(cli, ["explain", "--model", str(tmp_path / "m.safetensors"), "--method", "gradient_x_input",

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ..errors import ParameterError, PluginError
+from ..models.protocol import model_description, model_input_shape
 
 API_VERSION = 1
 
@@ -251,7 +252,7 @@ class Explainer:
     def make_attribution(self, maps, target: Target, model=None, **extras) -> Attribution:
         """Helper for subclasses: wrap maps and extras with full provenance."""
         return Attribution(maps=maps, method=self.name, params=dict(self.config), target=target.describe(),
-                           model=getattr(model, "cryoxplain_description", type(model).__name__ if model is not None else ""),
+                           model=model_description(model),
                            extras=extras)
 
 
@@ -274,6 +275,6 @@ def check_inputs(model: torch.nn.Module, inputs: torch.Tensor) -> None:
         raise ShapeError(f"inputs must be a (B, 1, H, W) tensor, got {shape}")
     if not torch.isfinite(inputs).all():
         raise ParameterError("inputs contain NaN or infinite values")
-    fixed = getattr(model, "input_shape", None)
+    fixed = model_input_shape(model)
     if fixed is not None and tuple(fixed) != tuple(inputs.shape[-2:]):
         raise ShapeError(f"the model expects {fixed[1]}×{fixed[0]} images, got {inputs.shape[-1]}×{inputs.shape[-2]}")

@@ -36,6 +36,7 @@ import torch
 
 from ..errors import ParameterError, ShapeError
 from ..io.atomic import check_output, atomic_path
+from ..models.protocol import model_description, model_input_shape, model_task
 from .base import Explainer, Target
 from .registry import get_explainer
 from .targets import default_target, parse_target
@@ -68,10 +69,8 @@ def _load(model, device):
     from ..models.registry import load_model
 
     if isinstance(model, torch.nn.Module):
-        task = getattr(model, "cryoxplain_task", None)
-        return model.to(device).eval(), None, task, getattr(model, "cryoxplain_description", type(model).__name__)
-    m, info = load_model(model, device=device)
-    m.cryoxplain_description = f"{info.arch} ({Path(info.path).name})"
+        return model.to(device).eval(), None, model_task(model), model_description(model)
+    m, info = load_model(model, device=device)  # sets m.description to "arch (file name)"
     m.requires_grad_(False)  # only input gradients are needed (a model we loaded ourselves)
     return m, info, info.task, str(model)
 
@@ -100,7 +99,7 @@ def explain_stack(model, stack, output, *, method: str, params: dict | None = No
     Parameters
     ----------
     model : str, path or nn.Module
-        A model file, a shipped model name (``default``) or a module (set ``module.cryoxplain_task``
+        A model file, a shipped model name (``default``) or a module (set ``module.task``
         to ``"denoise"``/``"classify"`` to pick the default target and normalisation).
     stack : str, path or array
         MRC/MRCS file, or a float array ``(N, H, W)`` / ``(H, W)``.
@@ -118,7 +117,7 @@ def explain_stack(model, stack, output, *, method: str, params: dict | None = No
         ``html_limit`` images; :class:`ParameterError` if the method has none.
     normalize
         Normalise inputs per image (default: yes for cryoxplain model files, no for a plain module
-        without ``cryoxplain_task``).
+        without a ``task``).
     progress
         Optional callable ``progress(done, total)``.
     """
@@ -164,7 +163,7 @@ def explain_stack(model, stack, output, *, method: str, params: dict | None = No
         images, voxel_size, source = _ArrayStack(arr), None, "<array>"
     try:
         n, (h, w) = len(images), images.image_shape
-        fixed = getattr(net, "input_shape", None)
+        fixed = model_input_shape(net)
         if fixed is not None and tuple(fixed) != (h, w):
             raise ShapeError(f"the model expects {fixed[1]}×{fixed[0]} particles, the stack has {w}×{h}; "
                              "re-extract or rescale the particles")

@@ -39,6 +39,7 @@ import torch
 
 from ..errors import ParameterError, ShapeError
 from ..geometry.rotate import disc_mask, rotate
+from ..models.protocol import model_input_shape
 
 Array = Union[np.ndarray, torch.Tensor]
 
@@ -97,7 +98,7 @@ def as_image_function(fn, device=None, batch_size: int = 64) -> Callable[[torch.
             device = p.device if p is not None else torch.device("cpu")
 
         def f(x: torch.Tensor) -> torch.Tensor:
-            shape = getattr(module, "input_shape", None)
+            shape = model_input_shape(module)
             if shape is not None and tuple(shape) != tuple(x.shape[-2:]):
                 raise ShapeError(f"the model expects {tuple(shape)[0]}x{tuple(shape)[1]} images, "
                                  f"got {x.shape[-2]}x{x.shape[-1]}; resample or crop the stack to the model's box size")

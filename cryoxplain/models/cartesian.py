@@ -36,13 +36,14 @@ import torch
 from torch import nn
 
 from ..errors import ParameterError
-from .registry import config_bool, register_architecture
+from .protocol import ModelBase
+from .registry import ArchitectureSpec, config_bool
 
 #: default configuration of the cartesian denoiser (also the shipped default model's)
 DEFAULT_CONFIG = {"depth": 8, "width": 32, "kernel_size": 3, "residual": True}
 
 
-class CartesianDenoiser(nn.Module):
+class CartesianDenoiser(ModelBase):
     """DnCNN-style denoiser; see the module docstring.
 
     Parameters
@@ -62,6 +63,7 @@ class CartesianDenoiser(nn.Module):
     Input and output are ``(B, 1, H, W)`` float tensors of any H, W.
     """
 
+    task = "denoise"
     #: fully convolutional: any image size is accepted
     input_shape = None
 
@@ -129,6 +131,7 @@ class CartesianDenoiser(nn.Module):
 class _InferenceCartesian(nn.Module):
     """The folded, channels-last form made by :meth:`CartesianDenoiser.for_inference`."""
 
+    task = "denoise"
     input_shape = None
 
     def __init__(self, body: nn.Sequential, receptive_radius: int, residual: bool = True):
@@ -144,11 +147,16 @@ class _InferenceCartesian(nn.Module):
         return x - b if self.residual else b
 
 
-# files written before ``residual`` existed are residual nets
-@register_architecture("cartesian", task="denoise", legacy_defaults={"residual": True})
 def build_cartesian(depth: int = DEFAULT_CONFIG["depth"], width: int = DEFAULT_CONFIG["width"],
                     kernel_size: int = DEFAULT_CONFIG["kernel_size"], dilations=None,
                     residual: bool = DEFAULT_CONFIG["residual"]) -> CartesianDenoiser:
     """Factory used by :func:`cryoxplain.models.build_model` (``arch="cartesian"``)."""
     return CartesianDenoiser(depth=depth, width=width, kernel_size=kernel_size, dilations=dilations,
                              residual=residual)
+
+
+#: the ``cartesian`` architecture (entry point ``cryoxplain.architectures``); files written before
+#: ``residual`` existed are residual nets
+ARCHITECTURE = ArchitectureSpec("cartesian", "denoise", build_cartesian, legacy_defaults={"residual": True},
+                                small_config={"depth": 3, "width": 4},
+                                description="DnCNN-style CNN denoiser on the pixel grid")

@@ -28,13 +28,16 @@ import torch
 from torch import nn
 
 from ..errors import ParameterError
-from .registry import register_architecture
+from .protocol import ModelBase
+from .registry import ArchitectureSpec
 
 DEFAULT_CONFIG = {"n_classes": 2, "width": 16, "depth": 3, "image_shape": [64, 64]}
 
 
-class ParticleClassifier(nn.Module):
+class ParticleClassifier(ModelBase):
     """See the module docstring.  ``config()`` returns the keyword arguments that rebuild it."""
+
+    task = "classify"
 
     def __init__(self, n_classes: int = 2, width: int = 16, depth: int = 3, image_shape=(64, 64)):
         super().__init__()
@@ -73,8 +76,13 @@ class ParticleClassifier(nn.Module):
         return self.head(self.features(x).flatten(1))
 
 
-@register_architecture("classifier", task="classify")
 def build_classifier(n_classes: int = DEFAULT_CONFIG["n_classes"], width: int = DEFAULT_CONFIG["width"],
                      depth: int = DEFAULT_CONFIG["depth"], image_shape=tuple(DEFAULT_CONFIG["image_shape"])) -> ParticleClassifier:
     """Factory used by :func:`cryoxplain.models.build_model` (``arch="classifier"``)."""
     return ParticleClassifier(n_classes=n_classes, width=width, depth=depth, image_shape=image_shape)
+
+
+#: the ``classifier`` architecture (entry point ``cryoxplain.architectures``)
+ARCHITECTURE = ArchitectureSpec("classifier", "classify", build_classifier,
+                                small_config={"n_classes": 3, "width": 4, "depth": 2, "image_shape": [16, 20]},
+                                description="small CNN particle classifier (fixed particle size)")

@@ -1,5 +1,12 @@
 """Architecture registry and the model file format.
 
+Architectures are found **only** through the entry-point group ``cryoxplain.architectures``; each
+entry point names an :class:`ArchitectureSpec`.  The built-in ones (``cartesian``, ``spiral``,
+``classifier``) are declared in cryoxplain's ``pyproject.toml`` exactly as a third party declares
+its own.  Entry points are read once and loaded one at a time when first needed; one that fails to
+load is listed with its error by :func:`list_architectures` instead of breaking the others.
+:func:`register_architecture` adds a spec in the running interpreter (tests, interactive use).
+
 A model file is a `safetensors <https://github.com/huggingface/safetensors>`_ file: the tensors of
 the ``state_dict`` plus one metadata entry ``"cryoxplain"`` holding JSON with
 
@@ -14,40 +21,182 @@ Loading parses JSON and raw tensors only; it can never execute code from the fil
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import threading
+import warnings
 from dataclasses import dataclass, field
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator, Mapping
 
 import torch
 
 from ..errors import ModelFileError
 from ..io.atomic import atomic_path
+from .protocol import TASKS
 
 FORMAT_VERSION = 1
-_ARCHS: dict[str, tuple[Callable[..., torch.nn.Module], str]] = {}
-#: per architecture: config values that files written before a config key existed must load with
-_LEGACY_DEFAULTS: dict[str, dict] = {}
+
+#: the entry-point group architectures are discovered through (built-ins included)
+GROUP = "cryoxplain.architectures"
 
 #: where shipped models live inside the package; `load_model("default")` looks here
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "data" / "models"
 
 
-def register_architecture(name: str, task: str, legacy_defaults: dict | None = None):
-    """Decorator: register a factory ``f(**config) -> nn.Module`` under ``name``.
+@dataclass(frozen=True)
+class ArchitectureSpec:
+    """What an entry point of the group ``cryoxplain.architectures`` names: one architecture.
 
-    ``legacy_defaults``: values for config keys that were added after model files of this
-    architecture were first written.  A model file whose config lacks such a key is read with this
-    value (which can differ from the factory's current default), so old files keep their meaning.
+    Parameters
+    ----------
+    name : str
+        The architecture name written into model files (``arch``) and given to ``--arch``; must
+        equal the entry-point name.
+    task : ``"denoise"`` or ``"classify"``
+        What the models do (decides the default target, normalisation and the commands that accept
+        them).
+    factory : callable
+        ``factory(**config) -> nn.Module``; the module should follow
+        :class:`cryoxplain.models.protocol.CryoxplainModel` (``config()`` returns the keyword
+        arguments that rebuild it).
+    legacy_defaults : mapping
+        Values for config keys that were added after model files of this architecture were first
+        written.  A model file whose config lacks such a key is read with this value (which can
+        differ from the factory's current default), so old files keep their meaning.
+    small_config : mapping
+        A config that builds a small, fast instance (used by
+        :func:`cryoxplain.testing.check_architecture`).
+    description : str
+        One line for listings.
     """
 
+    name: str
+    task: str
+    factory: Callable[..., torch.nn.Module]
+    legacy_defaults: Mapping = field(default_factory=dict)
+    small_config: Mapping = field(default_factory=dict)
+    description: str = ""
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"architecture name must be a non-empty string, got {self.name!r}")
+        if self.task not in TASKS:
+            raise ValueError(f"architecture {self.name!r}: task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        if not callable(self.factory):
+            raise TypeError(f"architecture {self.name!r}: factory must be callable, got {self.factory!r}")
+
+    def build(self, **config) -> torch.nn.Module:
+        """``factory(**config)`` (see :func:`build_model` for the error handling)."""
+        return self.factory(**config)
+
+
+@dataclass
+class ArchitectureRecord:
+    """One discovered architecture: its spec, or the error that kept it from loading."""
+
+    name: str
+    entry_point: EntryPoint | None  # None: registered with :func:`register_architecture`
+    spec: ArchitectureSpec | None
+    error: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.spec is not None
+
+
+_LOCK = threading.Lock()
+#: entry points of the group, read once (see :func:`rediscover_architectures`)
+_EPS: dict[str, EntryPoint] | None = None
+#: entry points loaded so far (lazily, one at a time)
+_LOADED: dict[str, ArchitectureRecord] = {}
+#: specs registered with :func:`register_architecture`; they take precedence over entry points
+_REGISTERED: dict[str, ArchitectureSpec] = {}
+
+
+def _entry_points() -> dict[str, EntryPoint]:
+    global _EPS
+    with _LOCK:
+        if _EPS is None:
+            eps: dict[str, EntryPoint] = {}
+            for ep in entry_points(group=GROUP):
+                eps.setdefault(ep.name, ep)  # first distribution on sys.path wins, as for imports
+            _EPS = eps
+        return _EPS
+
+
+def _load(ep: EntryPoint) -> ArchitectureRecord:
+    with _LOCK:
+        hit = _LOADED.get(ep.name)
+    if hit is not None and hit.entry_point == ep:
+        return hit
+    try:
+        spec = ep.load()
+    except Exception as exc:  # a broken third-party architecture must not break the others
+        rec = ArchitectureRecord(ep.name, ep, None, f"{type(exc).__name__}: {exc}")
+    else:
+        if not isinstance(spec, ArchitectureSpec):
+            rec = ArchitectureRecord(ep.name, ep, None, f"{ep.value} is not a cryoxplain.models.ArchitectureSpec")
+        elif spec.name != ep.name:
+            rec = ArchitectureRecord(ep.name, ep, None, f"{ep.value} is named {spec.name!r}, the entry point {ep.name!r}")
+        else:
+            rec = ArchitectureRecord(ep.name, ep, spec, None)
+    with _LOCK:
+        _LOADED[ep.name] = rec
+    return rec
+
+
+def rediscover_architectures() -> None:
+    """Forget the cached entry points (after installing a distribution into a running interpreter)."""
+    global _EPS
+    with _LOCK:
+        _EPS = None
+        _LOADED.clear()
+
+
+def register_architecture(spec, task: str | None = None, legacy_defaults: dict | None = None):
+    """Register ``spec`` (an :class:`ArchitectureSpec`) in this interpreter; returns it.
+
+    For tests and interactive use; packages use the entry point group ``cryoxplain.architectures``
+    (see docs/plugins.md).  A registered spec takes precedence over an entry point of the same name.
+
+    The old decorator form ``@register_architecture(name, task, legacy_defaults)`` still works for
+    one release and warns (``DeprecationWarning``).
+    """
+    if isinstance(spec, ArchitectureSpec):
+        with _LOCK:
+            _REGISTERED[spec.name] = spec
+        return spec
+    if not isinstance(spec, str) or task is None:
+        raise TypeError("register_architecture takes an ArchitectureSpec")
+    warnings.warn("register_architecture(name, task) as a decorator is deprecated; call "
+                  "register_architecture(ArchitectureSpec(name, task, factory)) or declare an entry point "
+                  f"in the group {GROUP}", DeprecationWarning, stacklevel=2)
+    name = spec
+
     def deco(factory):
-        _ARCHS[name] = (factory, task)
-        _LEGACY_DEFAULTS[name] = dict(legacy_defaults or {})
+        register_architecture(ArchitectureSpec(name, task, factory, dict(legacy_defaults or {})))
         return factory
 
     return deco
+
+
+@contextlib.contextmanager
+def _registered(spec: ArchitectureSpec) -> Iterator[ArchitectureSpec]:
+    """Register ``spec`` for the duration of a ``with`` block (what the conformance suite uses)."""
+    with _LOCK:
+        before = _REGISTERED.get(spec.name)
+        _REGISTERED[spec.name] = spec
+    try:
+        yield spec
+    finally:
+        with _LOCK:
+            if before is None:
+                _REGISTERED.pop(spec.name, None)
+            else:
+                _REGISTERED[spec.name] = before
 
 
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
@@ -68,31 +217,40 @@ def config_bool(value, key: str) -> bool:
     raise ParameterError(f"config {key} must be true or false, got {value!r}")
 
 
-def _ensure_builtin_archs() -> None:
-    # importing the modules registers their architectures
-    import importlib
-
-    for mod in ("cartesian", "spiral", "classifier"):
-        try:
-            importlib.import_module(f"{__package__}.{mod}")
-        except ModuleNotFoundError as exc:  # an architecture not built yet / optional
-            if exc.name != f"{__package__}.{mod}":
-                raise
+def list_architectures() -> list[ArchitectureRecord]:
+    """Every discovered architecture (entry points and registered specs), broken ones with their error."""
+    recs = {name: _load(ep) for name, ep in _entry_points().items()}
+    with _LOCK:
+        recs.update({name: ArchitectureRecord(name, None, spec, None) for name, spec in _REGISTERED.items()})
+    return [recs[k] for k in sorted(recs)]
 
 
 def architectures() -> dict[str, str]:
-    """Registered architecture names → task."""
-    _ensure_builtin_archs()
-    return {k: v[1] for k, v in _ARCHS.items()}
+    """Registered architecture names → task (the ones that load)."""
+    return {r.name: r.spec.task for r in list_architectures() if r.ok}
+
+
+def get_architecture(arch: str) -> ArchitectureSpec:
+    """The :class:`ArchitectureSpec` named ``arch``; :class:`ModelFileError` if unknown or broken."""
+    with _LOCK:
+        spec = _REGISTERED.get(arch)
+    if spec is not None:
+        return spec
+    eps = _entry_points()
+    if arch not in eps:
+        known = ", ".join(sorted(architectures())) or "none"
+        raise ModelFileError(f"unknown architecture {arch!r}; known: {known} (entry-point group {GROUP})")
+    rec = _load(eps[arch])
+    if not rec.ok:
+        raise ModelFileError(f"architecture {arch!r} failed to load: {rec.error}")
+    return rec.spec
 
 
 def build_model(arch: str, **config) -> torch.nn.Module:
     """Instantiate a registered architecture with ``config``."""
-    _ensure_builtin_archs()
-    if arch not in _ARCHS:
-        raise ModelFileError(f"unknown architecture {arch!r}; known: {', '.join(sorted(_ARCHS)) or 'none'}")
+    spec = get_architecture(arch)
     try:
-        return _ARCHS[arch][0](**config)
+        return spec.factory(**config)
     except TypeError as exc:
         raise ModelFileError(f"architecture {arch!r} does not accept config {config}: {exc}") from None
 
@@ -117,13 +275,11 @@ def save_model(path: str | os.PathLike, model: torch.nn.Module, arch: str, confi
 
     from .. import __version__
 
-    _ensure_builtin_archs()
-    if arch not in _ARCHS:
-        raise ModelFileError(f"unknown architecture {arch!r}")
+    spec = get_architecture(arch)
     meta = {
         "format": FORMAT_VERSION,
         "arch": arch,
-        "task": _ARCHS[arch][1],
+        "task": spec.task,
         "config": config,
         "training": training or {},
         "version": __version__,
@@ -169,13 +325,19 @@ def read_model_info(path: str | os.PathLike) -> ModelInfo:
         meta = json.loads(raw)
         if int(meta.get("format", 0)) > FORMAT_VERSION:
             raise ModelFileError(f"{path}: model format {meta['format']} is newer than this cryoxplain supports; upgrade")
-        _ensure_builtin_archs()
-        config = {**_LEGACY_DEFAULTS.get(meta["arch"], {}), **dict(meta["config"])}  # keys older files lack
+        config = {**_legacy_defaults(meta["arch"]), **dict(meta["config"])}  # keys older files lack
         return ModelInfo(arch=meta["arch"], task=meta["task"], config=config,
                          training=dict(meta.get("training", {})), version=str(meta.get("version", "")),
                          path=str(path))
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelFileError(f"{path}: corrupted model metadata ({exc})") from None
+
+
+def _legacy_defaults(arch: str) -> dict:
+    try:
+        return dict(get_architecture(arch).legacy_defaults)
+    except ModelFileError:  # unknown here: reading the metadata still works, building will say why
+        return {}
 
 
 def load_model(spec: str | os.PathLike, device: str | torch.device = "cpu", *,
@@ -198,4 +360,12 @@ def load_model(spec: str | os.PathLike, device: str | torch.device = "cpu", *,
     except Exception as exc:
         raise ModelFileError(f"{info.path}: weights do not match architecture {info.arch!r} ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
     model.eval()
+    _set_description(model, f"{info.arch} ({Path(info.path).name})")
     return model.to(device), info
+
+
+def _set_description(model: torch.nn.Module, text: str) -> None:
+    try:
+        model.description = text
+    except AttributeError:  # a read-only description of a foreign architecture
+        pass

@@ -48,7 +48,8 @@ import torch.nn.functional as F
 
 from ..errors import ParameterError, ShapeError
 from ..geometry.spiral import SpiralGeometry, SpiralOperators, spiral_geometry, spiral_operators
-from .registry import config_bool, register_architecture
+from .protocol import ModelBase
+from .registry import ArchitectureSpec, config_bool
 
 __all__ = ["SparseResampler", "SpiralConv2d", "SpiralDenoiser", "spiral_denoiser", "spiral_param_count"]
 
@@ -213,7 +214,7 @@ class _SpiralBN(nn.BatchNorm1d):
 OUTSIDE_RULES = ("passthrough", "zero")
 
 
-class SpiralDenoiser(nn.Module):
+class SpiralDenoiser(ModelBase):
     """DnCNN-style denoiser on the spiral (same layer family as the cartesian denoiser).
 
     ``conv(1→width)+ReLU, (depth−2)×[conv(width→width)+BN+ReLU], conv(width→1)``, all spiral
@@ -231,6 +232,8 @@ class SpiralDenoiser(nn.Module):
     --quick``, docs/equivariance.md §4).  Outside the mask the output follows ``outside`` (see the
     module docstring) in both modes.  Input: ``(B, 1, box_size, box_size)``.
     """
+
+    task = "denoise"
 
     def __init__(self, box_size: int = 64, depth: int = 8, width: int = 32, kernel_size: int = 3,
                  n_wind: int | None = None, n_spls: int | None = None, outside: str = "passthrough",
@@ -349,11 +352,16 @@ def spiral_param_count(depth: int, width: int, kernel_size: int = 3) -> int:
     return first + middle + last
 
 
-# files written before ``residual`` existed are residual nets (the default then)
-@register_architecture("spiral", task="denoise", legacy_defaults={"residual": True})
 def spiral_denoiser(box_size: int = 64, depth: int = 8, width: int = 32, kernel_size: int = 3,
                     n_wind: int | None = None, n_spls: int | None = None,
                     outside: str = "passthrough", residual: bool = False) -> SpiralDenoiser:
     """Factory registered as architecture ``spiral`` (task ``denoise``); see :class:`SpiralDenoiser`."""
     return SpiralDenoiser(box_size=box_size, depth=depth, width=width, kernel_size=kernel_size,
                           n_wind=n_wind, n_spls=n_spls, outside=outside, residual=residual)
+
+
+#: the ``spiral`` architecture (entry point ``cryoxplain.architectures``); files written before
+#: ``residual`` existed are residual nets (the default then)
+ARCHITECTURE = ArchitectureSpec("spiral", "denoise", spiral_denoiser, legacy_defaults={"residual": True},
+                                small_config={"box_size": 24, "depth": 3, "width": 4},
+                                description="spiral CNN denoiser (approximately rotation-equivariant, fixed box)")

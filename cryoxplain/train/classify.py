@@ -204,6 +204,7 @@ def train_classifier(stacks: Sequence | None = None, *, images=None, labels=None
         history row (``cryoxplain train`` prints it).
     metadata : extra entries for the model file's ``training`` metadata.
     """
+    from ..models.protocol import conforms
     from ..models.registry import architectures, build_model, save_model
     from ..utils import resolve_device, seed_everything
 
@@ -237,7 +238,7 @@ def train_classifier(stacks: Sequence | None = None, *, images=None, labels=None
     if arch == "classifier":
         cfg["image_shape"] = list(x.shape[1:])
     model = build_model(arch, **cfg).to(dev)
-    if hasattr(model, "config"):
+    if conforms(model):
         cfg = model.config()
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     # cosine decay of the learning rate over the epochs (settles the decision boundary)

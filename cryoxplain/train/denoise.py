@@ -31,6 +31,7 @@ import torch
 from ..errors import InputFileError, ParameterError, ShapeError
 from ..io.atomic import atomic_path, check_output
 from ..models.normalize import NORMALIZATION, denormalize, normalize
+from ..models.protocol import conforms, model_input_shape
 from ..models.registry import architectures, build_model, save_model
 from ..utils import resolve_device
 
@@ -384,12 +385,12 @@ def train_denoiser(noisy, clean=None, noisy2=None, *, arch: str = "cartesian", c
     config = dict(config or {})
     torch.manual_seed(int(seed))
     model = build_model(arch, **config)
-    shape = getattr(model, "input_shape", None)
+    shape = model_input_shape(model)
     if shape is not None and tuple(shape) != tuple(x_np.shape[-2:]):
         raise ShapeError(f"architecture {arch!r} with this config takes {tuple(shape)} images, the data are {x_np.shape[-2:]}")
     if shape is not None and crop is not None and crop != shape[0]:
         raise ParameterError(f"architecture {arch!r} takes fixed-size {tuple(shape)} images; random crops are not possible")
-    if hasattr(model, "config") and callable(model.config):
+    if conforms(model):
         config = dict(model.config())  # complete with the defaults, so the file rebuilds the same net
     model.to(dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)

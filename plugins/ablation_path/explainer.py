@@ -10,6 +10,7 @@ import torch
 
 from cryoxplain.errors import ParameterError, ShapeError
 from cryoxplain.explain.base import Attribution, Explainer, Param, Target
+from cryoxplain.models.protocol import model_input_shape
 
 from .baselines import BASELINES, looks_normalized, make_baselines, to_tensor
 from .heatmaps import REDUCERS, apply_window, reduce_path, transition_index, with_end_points
@@ -113,7 +114,7 @@ class AblationPath(Explainer):
         """``(score(X, idx), classes or None, predict or None)`` for this model and target."""
         if inputs.ndim != 4 or inputs.shape[1] != 1:
             raise ShapeError(f"inputs must be (B, 1, H, W), got {tuple(inputs.shape)}")
-        shape = getattr(model, "input_shape", None)
+        shape = model_input_shape(model)
         if shape is not None and tuple(shape) != tuple(inputs.shape[-2:]):
             raise ShapeError(f"the model expects {tuple(shape)} images, the inputs are {tuple(inputs.shape[-2:])}")
         if not torch.isfinite(inputs).all():

@@ -1,0 +1,15 @@
+"""Public helpers for testing code built on cryoxplain: toy models and conformance suites.
+
+* :mod:`cryoxplain.testing.toys` – small toy models (a tiny denoiser, a tiny classifier, an
+  exactly C4-equivariant blur) and their architecture specs;
+* :mod:`cryoxplain.testing.architectures` – :func:`check_architecture`, the conformance suite for
+  an architecture (see docs/plugins.md, "Adding an architecture").
+
+Everything is re-exported here; import from ``cryoxplain.testing``.
+"""
+from . import architectures, toys
+from .architectures import check_architecture
+from .toys import TOY_BLUR, TOY_CLASSIFIER, TOY_DENOISER, TOY_SPECS, IsotropicBlur, TinyClassifier, TinyDenoiser
+
+__all__ = ["check_architecture", "TinyDenoiser", "TinyClassifier", "IsotropicBlur", "TOY_DENOISER",
+           "TOY_CLASSIFIER", "TOY_BLUR", "TOY_SPECS"]
