@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy import ndimage
-from scipy.spatial.transform import Rotation
 from torch import nn
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,11 +37,12 @@ def load_volume() -> np.ndarray:
 
 
 def project(vol: np.ndarray, rng: np.random.Generator, size: int = SIZE) -> np.ndarray:
-    """A randomly oriented projection of ``vol`` up-sampled to ``size``², unit-variance signal."""
-    R = Rotation.random(random_state=rng).as_matrix()
-    c = (np.array(vol.shape) - 1) / 2
-    rot = ndimage.affine_transform(vol, R, offset=c - R @ c, order=1)
-    img = rot.sum(0)
+    """A randomly oriented projection of ``vol`` (cryoxplain.sim, centre N//2) up-sampled to
+    ``size``², unit-variance signal."""
+    from cryoxplain.sim.project import project as sim_project
+    from cryoxplain.sim.so3 import random_rotations
+
+    img = sim_project(vol, random_rotations(1, rng), oversample=1)[0].astype(np.float64)
     img = ndimage.zoom(img, size / img.shape[0], order=1)[:size, :size]
     img -= img[:8].mean()
     return (img / img.std()).astype(np.float32)
@@ -77,23 +77,13 @@ class StandInClassifier(nn.Module):
 
 
 def train_stand_in(vol, seed: int = 0, steps: int = 120) -> nn.Module:
+    from cryoxplain.testing import fit_toy_classifier
+
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     x = np.concatenate([particles(vol, rng, 96, 1), particles(vol, rng, 96, 0)])
     y = np.r_[np.ones(96, np.int64), np.zeros(96, np.int64)]
-    xt, yt = torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y)
-    model = StandInClassifier()
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(steps):
-        i = torch.randint(0, len(xt), (16,))
-        loss = nn.functional.cross_entropy(model(xt[i]), yt[i])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
+    return fit_toy_classifier(StandInClassifier(), x, y, steps=steps, batch_size=16, seed=seed)
 
 
 def get_classifier(spec: str | None, vol):

@@ -41,20 +41,11 @@ class TinyCNN(nn.Module):
 
 def train_toy(seed: int = 0, steps: int = 150) -> tuple[nn.Module, np.ndarray, np.ndarray]:
     """Train TinyCNN; returns (model in eval mode, test images of class 1, test images of class 0)."""
+    from cryoxplain.testing import fit_toy_classifier
+
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     x = np.concatenate([make_images(256, 1, rng), make_images(256, 0, rng)])
     y = np.concatenate([np.ones(256, np.int64), np.zeros(256, np.int64)])
-    xt, yt = torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y)
-    model = TinyCNN()
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(steps):
-        idx = torch.randint(0, len(xt), (64,))
-        loss = nn.functional.cross_entropy(model(xt[idx]), yt[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
+    model = fit_toy_classifier(TinyCNN(), x, y, steps=steps, batch_size=64, seed=seed)
     return model, make_images(8, 1, rng), make_images(8, 0, rng)

@@ -9,7 +9,8 @@ Everything is re-exported here; import from ``cryoxplain.testing``.
 """
 from . import architectures, toys
 from .architectures import check_architecture
-from .toys import TOY_BLUR, TOY_CLASSIFIER, TOY_DENOISER, TOY_SPECS, IsotropicBlur, TinyClassifier, TinyDenoiser
+from .toys import (TOY_BLUR, TOY_CLASSIFIER, TOY_DENOISER, TOY_SPECS, IsotropicBlur, TinyClassifier, TinyDenoiser,
+                   fit_toy_classifier)
 
 __all__ = ["check_architecture", "TinyDenoiser", "TinyClassifier", "IsotropicBlur", "TOY_DENOISER",
-           "TOY_CLASSIFIER", "TOY_BLUR", "TOY_SPECS"]
+           "TOY_CLASSIFIER", "TOY_BLUR", "TOY_SPECS", "fit_toy_classifier"]

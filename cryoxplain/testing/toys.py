@@ -26,7 +26,7 @@ from ..models.protocol import ModelBase
 from ..models.registry import ArchitectureSpec
 
 __all__ = ["TinyDenoiser", "TinyClassifier", "IsotropicBlur", "TOY_DENOISER", "TOY_CLASSIFIER", "TOY_BLUR",
-           "TOY_SPECS"]
+           "TOY_SPECS", "fit_toy_classifier"]
 
 
 def _check_images(x: torch.Tensor, shape=None) -> None:
@@ -125,3 +125,29 @@ TOY_BLUR = ArchitectureSpec("toy_blur", "denoise", IsotropicBlur, small_config={
                             description="cryoxplain.testing toy: exactly C4-equivariant Gaussian blur")
 #: all toy specs
 TOY_SPECS = (TOY_DENOISER, TOY_CLASSIFIER, TOY_BLUR)
+
+
+def fit_toy_classifier(model: nn.Module, images, labels, *, steps: int = 150, batch_size: int = 64,
+                       lr: float = 3e-3, seed: int = 0) -> nn.Module:
+    """Train a toy classifier for a few Adam steps on in-memory ``images`` ``(N, H, W)`` and integer
+    ``labels`` ``(N,)`` (cross-entropy, minibatches drawn with ``seed``).  Returns the model in eval
+    mode with frozen parameters — what tests and benchmarks of explainers need.  Not a training
+    pipeline: real models are trained with :mod:`cryoxplain.training`.
+    """
+    import numpy as np
+
+    torch.manual_seed(int(seed))
+    x = torch.as_tensor(np.asarray(images, dtype=np.float32))[:, None]
+    y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    for _ in range(int(steps)):
+        idx = torch.randint(0, len(x), (min(int(batch_size), len(x)),))
+        loss = F.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
