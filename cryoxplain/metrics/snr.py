@@ -18,7 +18,8 @@ Definitions (docs/metrics.md gives the derivations and references):
       FRC(r) = Re Σ_{k∈ring r} F1(k) F2*(k) / sqrt(Σ|F1|² Σ|F2|²)
 
   over 1-pixel-wide rings r = 0 … N/2 (N = min(H, W); ring index = round(|k|·N) with |k| in
-  cycles/pixel), after multiplying both images by a soft (raised-cosine) disc mask.  For a stack,
+  cycles/pixel: the rings of :mod:`cryoxplain.imaging.fourier`), after multiplying both images by a
+  soft (raised-cosine) disc mask (:func:`soft_disc_mask`).  For a stack,
   the three ring sums are pooled over images.  The resolution at a threshold t is where the curve
   first drops below t (linear interpolation between rings); reported as spatial frequency (1/Å)
   and resolution (Å) when the pixel size is known.  Use t = 0.5 against ground truth and t = 0.143
@@ -157,7 +158,7 @@ class DenoiseMetrics:
         self.mask_name = mask if isinstance(mask, str) or mask is None else "custom"
         self.pixel_size = float(pixel_size) if pixel_size else None
         if data_range is not None and not data_range > 0:
-            raise ParameterError(f"data range must be > 0, got {data_range}")
+            raise ParameterError(f"data_range must be > 0, got {data_range}")
         self.data_range = None if data_range is None else float(data_range)
         if isinstance(frc_mask, str):
             if frc_mask == "soft":
@@ -165,7 +166,7 @@ class DenoiseMetrics:
             elif frc_mask == "none":
                 self.frc_mask = None
             else:
-                raise ParameterError(f"unknown FRC mask {frc_mask!r}; use 'soft' or 'none'")
+                raise ParameterError(f"frc_mask must be 'soft', 'none' or an (H, W) array, got {frc_mask!r}")
         else:
             self.frc_mask = None if frc_mask is None else np.asarray(frc_mask, dtype=np.float64)
         self.box = min(self.shape)
