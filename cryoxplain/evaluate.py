@@ -168,20 +168,9 @@ def model_specs(cfg: dict, models: Sequence[str], target: str = "signal") -> dic
 
 
 def spiral_geometry(cfg: dict) -> dict:
-    """Geometry keys of the spiral model for the configured box (the factory's box-size keyword;
-    windings and samples keep the spiral model's defaults: ~1 px spacing)."""
-    import inspect
-
-    from .models.registry import _ARCHS, _ensure_builtin_archs
-
-    _ensure_builtin_archs()
-    if "spiral" not in _ARCHS:
-        raise ParameterError("the spiral architecture is not available in this installation")
-    params = inspect.signature(_ARCHS["spiral"][0]).parameters
-    for key in ("box_size", "box", "size", "image_size"):
-        if key in params:
-            return {key: cfg["box"]}
-    return {}
+    """Geometry keys of the spiral model for the configured box (``box_size``; windings and samples
+    keep the spiral model's defaults: ~1 px spacing)."""
+    return {"box_size": cfg["box"]}
 
 
 def simulate_experiment(cfg: dict, snr: float, seed: int, density, density_pixel_size: float = RIBOSOME_PIXEL_SIZE):
