@@ -48,16 +48,9 @@ class AttributionSpectrum:
 
 
 def _as_numpy_maps(phi) -> np.ndarray:
-    if isinstance(phi, torch.Tensor):
-        phi = phi.detach().cpu().numpy()
-    a = np.asarray(phi, dtype=np.float64)
-    if a.ndim == 4 and a.shape[1] == 1:
-        a = a[:, 0]
-    if a.ndim == 2:
-        a = a[None]
-    if a.ndim != 3:
-        raise ShapeError(f"attribution maps must be (H, W) or (N, H, W), got shape {a.shape}")
-    return a
+    from ..imaging.batch import as_image_stack
+
+    return as_image_stack(phi, name="attribution maps", dtype=np.float64, finite=False)
 
 
 def radial_frequencies(shape: tuple[int, int], include_corners: bool = False):
