@@ -13,10 +13,11 @@ Reading rules (docs/formats.md):
 
 * RELION ``rlnImageName`` is ``index@stack`` with a 1-based index (a name without ``@`` is a
   single image).  A relative stack path is resolved as RELION does, against the project directory
-  (``project_dir``, default the current directory), falling back to the STAR file's folder.
+  (``project_dir``, default the current directory), falling back to the STAR file's folder and
+  then up to three folders above it (a STAR in ``Job/job012/`` of a project finds the project).
 * cryoSPARC ``blob/path`` (relative to the cryoSPARC project directory; a leading ``>`` is
-  dropped) with the 0-based ``blob/idx``; relative paths are tried against ``project_dir``, then
-  the ``.cs`` file's folder and its parent (the project directory in cryoSPARC's layout).
+  dropped) with the 0-based ``blob/idx``; relative paths are resolved the same way (the ``.cs``
+  file's parent folder is the project directory in cryoSPARC's layout).
 * Every listed file is read as an image stack, whatever its header says (``.mrc`` with
   ``ispg = 1`` is what cryoSPARC and cryoDRGN write).
 * Pixel size: ``pixel_size`` if given; else the STAR optics group's ``rlnImagePixelSize`` (or a
@@ -45,6 +46,7 @@ from .star import StarTable, read_star, rewrite_star_text
 __all__ = ["ParticleSet", "ParticleSetWriter", "open_particles", "write_particle_set"]
 
 PARTICLE_SUFFIXES = (".star", ".cs")
+FALLBACK_PARENTS = 3  # relative stack paths are also tried against this many folders above the file's
 _PIXEL_TOLERANCE = 1e-3  # relative: header and STAR pixel sizes that differ by more are reported
 
 
@@ -210,12 +212,12 @@ def open_particles(path: str | os.PathLike, project_dir: str | os.PathLike | Non
     suffix = path.suffix.lower()
     if suffix == ".cs":
         listing = _list_cs(path)
-        fallbacks = (path.parent, path.parent.parent)
     elif suffix == ".star":
         listing = _list_star(path)
-        fallbacks = (path.parent,)
     else:
         raise InputFileError(f"{path}: not a particle file (expected a RELION .star or a cryoSPARC .cs file)")
+    folder = path.parent.absolute()
+    fallbacks = (folder,) + tuple(folder.parents)[:FALLBACK_PARENTS]
     return _assemble(path, project, fallbacks, listing, pixel_size)
 
 
