@@ -39,15 +39,21 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from ..errors import FileQuirkWarning, InputFileError, OutputExistsError, ParameterError, ShapeError
+from ..errors import FileQuirkWarning, InputFileError, ParameterError, ShapeError
+from .atomic import check_output
 from .mrc import ImageStack, RunningStats, StackWriter, sniff
 from .star import StarTable, read_star, rewrite_star_text
 
-__all__ = ["ParticleSet", "ParticleSetWriter", "open_particles", "write_particle_set"]
+__all__ = ["ParticleSet", "ParticleSetWriter", "is_particle_file", "open_particles", "write_particle_set"]
 
 PARTICLE_SUFFIXES = (".star", ".cs")
 FALLBACK_PARENTS = 3  # relative stack paths are also tried against this many folders above the file's
 _PIXEL_TOLERANCE = 1e-3  # relative: header and STAR pixel sizes that differ by more are reported
+
+
+def is_particle_file(path: str | os.PathLike) -> bool:
+    """True for the files :func:`open_particles` reads (``.star``, ``.cs``), by name alone."""
+    return Path(path).suffix.lower() in PARTICLE_SUFFIXES
 
 
 @dataclass
@@ -482,7 +488,7 @@ class ParticleSetWriter:
         inputs = (particles.path,) + tuple(particles.stacks)
         # check every output before writing anything (existing, input, or in the way)
         for p in list(self.stack_paths) + [self.output_path]:
-            _check_output(p, force, inputs)
+            check_output(p, force, inputs, folder_must_exist=False)
         # output positions: stack j keeps the set order of its particles
         self._slot = np.empty(len(particles), np.int64)
         self._counts = []
@@ -670,18 +676,6 @@ def _known_px(ps: ParticleSet):
 def _finite_or_none(v):
     v = float(v)
     return v if np.isfinite(v) and v > 0 else None
-
-
-def _check_output(path: Path, force: bool, inputs: tuple) -> None:
-    for inp in inputs:
-        with contextlib.suppress(OSError):
-            if Path(inp).resolve() == path.resolve():
-                raise ParameterError(f"output {path} would overwrite the input {inp}; inputs are never "
-                                     "modified, choose another output folder or suffix=...")
-    if path.exists() and not force:
-        raise OutputExistsError(f"{path} exists; pass force=True to overwrite it")
-    if path.exists() and path.is_dir():
-        raise OutputExistsError(f"{path} is a directory, not a file")
 
 
 def write_particle_set(particles: ParticleSet, out_dir: str | os.PathLike,
