@@ -112,6 +112,7 @@ def main(argv=None):
 
     signal.signal(signal.SIGTERM, _terminate)
     warnings.formatwarning = _format_warning
+    warnings.filterwarnings("once", category=UserWarning)  # a file's quirk is said once, not per reader
     try:
         cli.main(args=argv, prog_name="cryoxplain", standalone_mode=True)
     except CryoxplainError as exc:  # raised outside a command (e.g. while loading one)
