@@ -106,13 +106,26 @@ def _format_warning(message, category, filename, lineno, line=None):
     return _default_format(message, category, filename, lineno, line)
 
 
+_SHOWN: set[str] = set()
+_default_show = warnings.showwarning
+
+
+def _show_once(message, category, filename, lineno, file=None, line=None):
+    """Say each distinct warning once per run (a file's quirk is found by several readers)."""
+    key = f"{category.__name__}:{message}"
+    if key in _SHOWN:
+        return
+    _SHOWN.add(key)
+    _default_show(message, category, filename, lineno, file, line)
+
+
 def main(argv=None):
     """Console-script entry point."""
     import signal
 
     signal.signal(signal.SIGTERM, _terminate)
     warnings.formatwarning = _format_warning
-    warnings.filterwarnings("once", category=UserWarning)  # a file's quirk is said once, not per reader
+    warnings.showwarning = _show_once
     try:
         cli.main(args=argv, prog_name="cryoxplain", standalone_mode=True)
     except CryoxplainError as exc:  # raised outside a command (e.g. while loading one)
