@@ -208,8 +208,8 @@ def train_classifier(stacks: Sequence | None = None, *, images=None, labels=None
     out, force : model file to write (atomic; refuses to overwrite without ``force``); the history
         goes to ``history_path_for(out)`` and checkpoints to ``checkpoint_path_for(out)``.
     callbacks : ``(model, epoch, val_particles, val_labels) -> {column: float}`` after every epoch.
-    progress : optional callable ``progress(epoch, row)`` called after every epoch with the
-        history row (``cryoxplain train`` prints it).
+    progress : a callable ``progress(epoch, row)`` called after every epoch with the history row
+        (``cryoxplain train`` prints it), or a bool: show a progress bar (``TrainConfig.progress``).
     metadata : extra entries for the model file's ``training`` metadata.
     **settings : :class:`~cryoxplain.training.TrainConfig` fields overriding ``config``.
     """
@@ -224,6 +224,9 @@ def train_classifier(stacks: Sequence | None = None, *, images=None, labels=None
         arch_config, config = config, None
     if config is not None and not isinstance(config, TrainConfig):
         raise ParameterError(f"config must be a TrainConfig, got {type(config).__name__}")
+    report = progress if callable(progress) else None
+    if report is None and progress is not None:
+        settings["progress"] = progress
     cfg = TrainConfig.from_kwargs(config if config is not None else DEFAULT_CONFIG, **settings)
     arch = arch or "classifier"
     check_architecture(arch, "classify")
@@ -247,7 +250,7 @@ def train_classifier(stacks: Sequence | None = None, *, images=None, labels=None
     run_settings = {"task": "classify", "arch": arch, "config": acfg, "class_names": names,
                     "n_train": int(len(tr)), "n_val": int(len(va)), "data_sha1": data_checksum(x, y)}
     res = fit(model, task, cfg, settings=run_settings, callbacks=callbacks, history_path=hist_path,
-              checkpoint_path=ckpt_path, history_attrs={"normalization": NORMALIZATION}, report=progress, device=dev)
+              checkpoint_path=ckpt_path, history_attrs={"normalization": NORMALIZATION}, report=report, device=dev)
     _, train_acc, _ = task.predict(model, task.x_tr, task.y_tr, dev)
     if len(va):
         _, val_acc, pred = task.predict(model, task.x_val, task.y_val, dev)
