@@ -216,7 +216,7 @@ def run(cfg: dict, experiments: list[str], models: list[str], out: Path, *, seed
     """Run the experiments; write results.h5, figures and summary.json into ``out``; return the results."""
     from cryoxplain.metrics.equivariance import EquivarianceCallback
     from cryoxplain.models.registry import build_model
-    from cryoxplain.train import train_denoiser
+    from cryoxplain.denoise import train_denoiser
 
     out.mkdir(parents=True, exist_ok=True)
     specs = model_specs(cfg, models, target)
@@ -248,7 +248,7 @@ def run(cfg: dict, experiments: list[str], models: list[str], out: Path, *, seed
         for name, (arch, conf) in specs.items():
             t0 = time.perf_counter()
             cb = EquivarianceCallback(n_images=cfg["eq_images"], n_offgrid=cfg["eq_angles"], seed=seed)
-            res = train_denoiser(noisy, clean, arch=arch, config=deepcopy(conf), epochs=cfg["epochs"], seed=seed,
+            res = train_denoiser(noisy, clean, arch=arch, arch_config=deepcopy(conf), epochs=cfg["epochs"], seed=seed,
                                  val_fraction=cfg["val_fraction"], batch_size=cfg["batch_size"], lr=cfg["lr"],
                                  augment=e["augment"], device=device, callbacks=[cb], progress=False)
             hist = {k: np.asarray(v, dtype=np.float64) for k, v in res.history.items()}
