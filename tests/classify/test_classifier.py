@@ -146,3 +146,20 @@ def test_train_cli_classify(trained, tmp_path):
     r = CliRunner().invoke(cli, ["train", "--task", "classify", "--class-stack", str(d / "complexA.mrcs"),
                                  "--class-stack", str(d / "complexB.mrcs"), "-o", str(out)])
     assert r.exit_code == 2 and "exists" in r.output
+
+
+def test_train_cli_classify_resume(tmp_path):
+    a, b = labelled_particles(10, 16, seed=1)
+    write_mrc(tmp_path / "A.mrcs", a)
+    write_mrc(tmp_path / "B.mrcs", b)
+    out = tmp_path / "c.safetensors"
+    base = ["train", "--task", "classify", "--class-stack", str(tmp_path / "A.mrcs"), "--class-stack",
+            str(tmp_path / "B.mrcs"), "--config", "width=4", "--config", "depth=2", "-b", "8", "--device", "cpu",
+            "--lr-schedule", "constant", "-o", str(out)]
+    r = CliRunner().invoke(cli, base + ["--epochs", "1"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(cli, base + ["--epochs", "2", "--resume"])
+    assert r.exit_code == 0, r.output
+    assert "epoch   2:" in r.output and "epoch   1:" not in r.output  # continued from the checkpoint
+    r = CliRunner().invoke(cli, base + ["--epochs", "3", "--resume", "--seed", "1"])
+    assert r.exit_code == 2 and "different settings" in r.output
