@@ -169,7 +169,7 @@ def test_cli_classify_task_delegates_or_refuses(tmp_path):
     import importlib.util
 
     r = CliRunner().invoke(cli, ["train", "--task", "classify", "-o", str(tmp_path / "c.safetensors"), "--epochs", "1"])
-    if importlib.util.find_spec("cryoxplain.train.classify") is None:
+    if importlib.util.find_spec("cryoxplain.classify.train") is None:
         assert r.exit_code == 2 and "classify" in r.output
     assert not (tmp_path / "c.safetensors").exists()
 
