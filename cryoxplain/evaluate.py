@@ -194,7 +194,7 @@ def run_equivariance_experiments(cfg: dict, experiments: Sequence[str], specs: d
     ``target`` is recorded in the results (the specs already encode it)."""
     from .metrics.callbacks import EquivarianceCallback
     from .models.registry import build_model
-    from .train import train_denoiser
+    from .denoise.train import train_denoiser
 
     for exp in experiments:
         if exp not in EXPERIMENTS:
@@ -229,7 +229,7 @@ def run_equivariance_experiments(cfg: dict, experiments: Sequence[str], specs: d
         for name, (arch, conf) in specs.items():
             t0 = time.perf_counter()
             cb = EquivarianceCallback(n_images=cfg["eq_images"], n_offgrid=cfg["eq_angles"], seed=seed)
-            res = train_denoiser(noisy, clean, arch=arch, config=deepcopy(conf), epochs=cfg["epochs"], seed=seed,
+            res = train_denoiser(noisy, clean, arch=arch, arch_config=deepcopy(conf), epochs=cfg["epochs"], seed=seed,
                                  val_fraction=cfg["val_fraction"], batch_size=cfg["batch_size"], lr=cfg["lr"],
                                  augment=e["augment"], device=device, callbacks=[cb], progress=False)
             hist = {k: np.asarray(v, dtype=np.float64) for k, v in res.history.items()}

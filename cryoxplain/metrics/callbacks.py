@@ -1,7 +1,7 @@
 """Training callbacks that add metric columns to a model's per-epoch history.
 
 * :class:`EquivarianceCallback` — equivariance columns of a denoiser (used by
-  ``cryoxplain train --task denoise`` and :func:`cryoxplain.train.train_denoiser`).
+  ``cryoxplain train --task denoise`` and :func:`cryoxplain.denoise.train.train_denoiser`).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ class EquivarianceCallback:
     """Training callback adding equivariance columns to a denoiser's per-epoch history.
 
     Called as ``cb(model, epoch, val_noisy, val_clean) -> dict`` by
-    :func:`cryoxplain.train.train_denoiser` (eval mode, no gradients) with the normalised validation
+    :func:`cryoxplain.denoise.train.train_denoiser` (eval mode, no gradients) with the normalised validation
     inputs.  It measures the network itself on the first ``n_images`` validation images, always with
     the same angles (so the curves are comparable across epochs), and returns
 
