@@ -324,11 +324,16 @@ def check_inputs(model: torch.nn.Module, inputs) -> torch.Tensor:
     """The checks every explanation runs first; returns the batch ``(B, 1, H, W)``.
 
     :func:`cryoxplain.imaging.batch.as_image_batch` (an image, a stack or a batch; finite) and the
-    model's fixed input size (``model.input_shape``, when it has one).
+    model's fixed input size (``model.input_shape``, when it has one).  A numpy array is converted
+    to the dtype and device of the model's parameters.
     """
     from ..imaging.batch import as_image_batch
 
-    x = as_image_batch(inputs, name="inputs")
+    dtype = device = None
+    if not isinstance(inputs, torch.Tensor):  # an array: in the model's precision, on its device
+        p = next(iter(model.parameters()), None) if isinstance(model, torch.nn.Module) else None
+        dtype, device = (p.dtype, p.device) if p is not None else (torch.float32, None)
+    x = as_image_batch(inputs, name="inputs", dtype=dtype, device=device)
     fixed = getattr(model, "input_shape", None)
     if fixed is not None and tuple(fixed) != tuple(x.shape[-2:]):
         raise ShapeError(f"the model expects {fixed[1]}×{fixed[0]} images, got {x.shape[-1]}×{x.shape[-2]}")
