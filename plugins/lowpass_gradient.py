@@ -141,6 +141,11 @@ class LowpassGradient(Explainer):
     )
     renamed = {"ig_steps": "steps", "ig_rule": "rule", "sg_samples": "n_samples", "sg_noise": "noise_level"}
 
+    @property
+    def batch_independent(self) -> bool:
+        """``cutoff_selection=batch`` selects σ* on the batch."""
+        return self.cutoff_selection == "fixed"
+
     def validate(self):
         if self.rule == "riemann_trapezoid" and self.steps < 2:
             raise ParameterError("rule riemann_trapezoid needs steps >= 2")

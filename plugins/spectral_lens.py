@@ -188,6 +188,12 @@ class SpectralLens(Explainer):
     )
     renamed = {"samples": "n_samples"}
 
+    @property
+    def batch_independent(self) -> bool:
+        """s_max is searched on the batch (a dataset-level quantity, App. E.1) unless
+        ``max_noise_std`` fixes it, and ``scale_selection=batch`` selects α* on the batch."""
+        return self.max_noise_std > 0 and self.scale_selection == "image"
+
     def _moments(self, f, x, alpha, s_max, gens):
         """Running Monte-Carlo SG and SG2 at one level: (m1, m2, samples used per image (B,)).
 

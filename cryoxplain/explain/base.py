@@ -244,6 +244,9 @@ class Explainer:
     #: True when the method satisfies completeness, ``Σ maps = f(x) − f(baseline)`` (it then
     #: returns ``extras["completeness_gap"]``); checked by :func:`cryoxplain.testing.check_explainer`
     completeness: ClassVar[bool] = False
+    #: False when an image's map depends on the other images of the batch (a plugin may make it a
+    #: property of its parameters); checked by :func:`cryoxplain.testing.check_explainer`
+    batch_independent: ClassVar[bool] = True
     #: global index (in the stack) of the first image of the batch being explained; set by
     #: :func:`cryoxplain.explain.explain_stack` before each ``attribute`` call.  Explainers that
     #: draw random numbers seed them per image from ``(seed, index_offset + i)`` so that results do
