@@ -80,7 +80,7 @@ def parse_params(items) -> dict:
         else:
             k, sep, v = str(item).partition("=")
             if not sep or not k.strip():
-                raise ParameterError(f"--param {item!r}: expected KEY=VALUE")
+                raise ParameterError(f"params item {item!r}: expected KEY=VALUE")
         out[k.strip()] = v.strip() if isinstance(v, str) else v
     return out
 
@@ -131,7 +131,7 @@ def explain_stack(model, stack, output, *, method: str, params: dict | None = No
         params["seed"] = seed
     explainer: Explainer = cls(**params)
     if html is not None and not callable(getattr(cls, "write_html", None)):
-        raise ParameterError(f"method {method} has no HTML viewer (it does not implement write_html); drop --html")
+        raise ParameterError(f"method {method} has no HTML viewer (it does not implement write_html); leave html unset")
 
     # outputs are checked before any work, so a refused overwrite costs nothing
     inputs_paths = (stack,) if isinstance(stack, (str, os.PathLike)) else ()
@@ -170,12 +170,12 @@ def explain_stack(model, stack, output, *, method: str, params: dict | None = No
         tgt.check(out_shape)
         if png_dir is not None:
             if png_dir.exists() and not png_dir.is_dir():
-                raise ParameterError(f"--png {png_dir} exists and is not a folder")
+                raise ParameterError(f"png_dir {png_dir} exists and is not a folder")
             stem = Path(source).stem if owned else "particle"
             pngs = [png_dir / f"{stem}_{i:06d}.png" for i in range(min(n, png_limit))]
             existing = [p for p in pngs if p.exists()]
             if existing and not force:
-                raise ParameterError(f"{existing[0]} exists; use --force to overwrite the PNGs")
+                raise ParameterError(f"{existing[0]} exists; pass force=True to overwrite the PNGs")
         provenance = {
             "cryoxplain_version": __version__,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

