@@ -337,10 +337,18 @@ def check_inputs(model: torch.nn.Module, inputs) -> torch.Tensor:
         p = next(iter(model.parameters()), None) if isinstance(model, torch.nn.Module) else None
         dtype, device = (p.dtype, p.device) if p is not None else (torch.float32, None)
     x = as_image_batch(inputs, name="inputs", dtype=dtype, device=device)
-    fixed = getattr(model, "input_shape", None)
-    if fixed is not None and tuple(fixed) != tuple(x.shape[-2:]):
-        raise ShapeError(f"the model expects {fixed[1]}×{fixed[0]} images, got {x.shape[-1]}×{x.shape[-2]}")
+    check_input_size(model, tuple(x.shape[-2:]))
     return x
+
+
+def check_input_size(model: torch.nn.Module, image_shape: tuple[int, int], what: str = "images") -> None:
+    """:class:`ShapeError` unless a model with a fixed input size (``model.input_shape``) accepts
+    ``(H, W)`` images."""
+    fixed = getattr(model, "input_shape", None)
+    h, w = image_shape
+    if fixed is not None and tuple(fixed) != (h, w):
+        hint = "; re-extract or rescale the particles" if what == "particles" else ""
+        raise ShapeError(f"the model expects {fixed[1]}×{fixed[0]} {what}, got {w}×{h}{hint}")
 
 
 def bind_target(target, model: torch.nn.Module, inputs: torch.Tensor) -> Target:

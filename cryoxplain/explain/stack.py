@@ -35,11 +35,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ParameterError, ShapeError
+from ..errors import ParameterError
 from ..imaging.normalize import NORMALIZATION, normalize_images
 from ..io.atomic import check_output, atomic_path
 from ..io.hdf5 import StreamingH5
-from .base import Explainer, Target
+from .base import Explainer, Target, check_input_size
 from .registry import get_explainer
 from .targets import default_target, parse_target
 
@@ -151,18 +151,13 @@ def explain_stack(model, stack, output, *, method: str, params: dict | None = No
         images = open_stack(stack)
         voxel_size, source = images.voxel_size, str(stack)
     else:
-        arr = np.asarray(stack, dtype=np.float32)
-        if arr.ndim == 2:
-            arr = arr[None]
-        if arr.ndim != 3:
-            raise ShapeError(f"stack must be (N, H, W) or (H, W), got {arr.shape}")
+        from ..imaging.batch import as_image_stack
+
+        arr = as_image_stack(stack, name="stack", finite=False)  # NaN reported by _ArrayStack
         images, voxel_size, source = _ArrayStack(arr), None, "<array>"
     try:
         n, (h, w) = len(images), images.image_shape
-        fixed = getattr(net, "input_shape", None)
-        if fixed is not None and tuple(fixed) != (h, w):
-            raise ShapeError(f"the model expects {fixed[1]}×{fixed[0]} particles, the stack has {w}×{h}; "
-                             "re-extract or rescale the particles")
+        check_input_size(net, (h, w), "particles")  # before any work
         tgt = parse_target(target if target is not None else default_target(task or "denoise"), (h, w))
         first = torch.from_numpy(np.array(images[0:1], dtype=np.float32)).to(dev)[:, None]
         with torch.no_grad():

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from cryoxplain.errors import ParameterError, ShapeError
+from cryoxplain.errors import ParameterError
 from cryoxplain.explain.base import Attribution, Explainer, Param, Target
 
 from cryoxplain.imaging.normalize import looks_normalized
