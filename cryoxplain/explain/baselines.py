@@ -64,17 +64,14 @@ def load_baseline_images(path: str, normalize: bool = False) -> np.ndarray:
     ``(x − μ)/σ`` (:func:`cryoxplain.imaging.normalize.normalize_images`), like the inputs."""
     from pathlib import Path
 
+    from ..imaging.batch import as_image_stack
     from ..imaging.normalize import normalize_images
     from ..io.mrc import read_mrc
 
     if not path or not Path(path).is_file():
         raise ParameterError(f"baseline_path {path!r} is not an existing MRC file")
     data, _ = read_mrc(path)
-    arr = np.asarray(data, dtype=np.float32)
-    if arr.ndim == 2:
-        arr = arr[None]
-    if arr.ndim != 3:
-        raise ShapeError(f"baseline file {path} holds a {arr.ndim}-D array; expected an image or a stack")
+    arr = as_image_stack(data, name=f"baseline file {path}")
     return normalize_images(arr) if normalize else arr
 
 
