@@ -58,7 +58,7 @@ def main():
 
     xi = x[:1]
     sigma = float(0.15 * (xi.max() - xi.min()))
-    sg = create_explainer("smoothgrad", samples=a.samples, internal_batch_size=a.samples)
+    sg = create_explainer("smoothgrad", n_samples=a.samples, internal_batch_size=a.samples)
     t_ours, ours = timed(lambda: sg.attribute(model, xi, tgt).maps)
 
     def captum_sg():

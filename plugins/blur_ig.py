@@ -41,7 +41,8 @@ Known PAIR quirk: with ``batch_size > 1`` PAIR weights every gradient of a batch
 step's spacing, which is wrong for non-uniform (``sqrt=True``) spacing; we weight each node by
 its own spacing.
 
-The blur is separable: ``L = G_σ X G_σᵀ`` with ``G_σ`` the (n, n) zero-padded convolution matrix,
+The blur is separable: ``L = G_σ X G_σᵀ`` with ``G_σ`` the (n, n) zero-padded convolution matrix
+(:func:`cryoxplain.imaging.filters.gaussian_blur_matrices`, ``border="zero"``),
 so path points and their exact σ-derivatives are a few small matrix products, computed on the
 fly ``internal_batch_size`` points at a time by :func:`cryoxplain.explain.paths.integrate_path`.
 ``extras``: ``sigmas`` and ``scale_attribution`` (B, S) (the scale dimension), ``path_values``
@@ -55,13 +56,13 @@ import numpy as np
 import torch
 
 from cryoxplain.errors import ParameterError
-from cryoxplain.explain.base import Explainer, Param, explained_function
+from cryoxplain.explain.base import Explainer, Param, batched_values
+from cryoxplain.explain.extras import spectrum_extras
+from cryoxplain.explain.paths import RULES as PATH_RULES, integrate_path, quadrature
+from cryoxplain.imaging.filters import gaussian_blur, gaussian_blur_matrices
 
-from cryoxplain.explain.paths import integrate_path
-
-from ._common import check_inputs, evaluate, spectrum_extras
-
-RULES = ("riemann_right", "riemann_left", "riemann_middle", "riemann_trapezoid")
+#: the Riemann rules of :func:`cryoxplain.explain.paths.quadrature` (the σ-grid spacings are the weights)
+RULES = tuple(r for r in PATH_RULES if r.startswith("riemann_"))
 
 
 def sigma_grid(max_sigma: float, steps: int, spacing: str = "linear") -> np.ndarray:
@@ -75,80 +76,41 @@ def sigma_grid(max_sigma: float, steps: int, spacing: str = "linear") -> np.ndar
 
 
 def quadrature_nodes(max_sigma: float, steps: int, spacing: str, rule: str) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes σ_j and weights w_j with ``∫_0^{σ_max} h(σ) dσ ≈ Σ_j w_j h(σ_j)``."""
+    """Nodes σ_j and weights w_j with ``∫_0^{σ_max} h(σ) dσ ≈ Σ_j w_j h(σ_j)``.
+
+    The nodes are those of :func:`cryoxplain.explain.paths.quadrature` in the spacing variable
+    ``u ∈ [0, 1]`` (σ = σ_max·u or σ_max·√u; ``steps + 1`` points for the trapezoid rule), the
+    weights the σ-grid spacings of their intervals (PAIR's ``step_vector_diff``; half of each
+    adjacent one for the trapezoid rule).
+    """
+    if rule not in RULES:
+        raise ParameterError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
     grid = sigma_grid(max_sigma, steps, spacing)
     d = np.diff(grid)
-    if rule == "riemann_left":
-        return grid[:-1], d
-    if rule == "riemann_right":
-        return grid[1:], d
-    if rule == "riemann_middle":
-        mid = sigma_grid(max_sigma, 2 * steps, spacing)[1::2]
-        return mid, d
+    u, _ = quadrature(steps + 1 if rule == "riemann_trapezoid" else steps, rule)
+    nodes = max_sigma * (u if spacing == "linear" else np.sqrt(u))
     if rule == "riemann_trapezoid":
         w = np.zeros(steps + 1)
         w[:-1] += d / 2
         w[1:] += d / 2
-        return grid, w
-    raise ParameterError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
-
-
-def blur_matrices(n: int, sigmas, truncate: float = 4.0, derivative: bool = True,
-                  dtype=torch.float32, device=None):
-    """Zero-padded Gaussian convolution matrices ``G_σ`` (M, n, n) and, if asked, ``∂G_σ/∂σ``.
-
-    Row i of ``G_σ`` holds scipy.ndimage's 1-D kernel centred on i: ``exp(-x²/2σ²)`` for
-    ``|x| ≤ r = int(truncate·σ + 0.5)``, normalised to sum 1 over ``[-r, r]``; taps falling outside
-    the image are dropped (``mode="constant"``).  σ = 0 gives the identity.  Built vectorised on
-    ``device``.  The derivative is that of the normalised kernel at fixed radius.
-    """
-    sig = torch.as_tensor(np.array(sigmas, dtype=np.float64).reshape(-1), device=device)
-    zero = sig <= 0
-    safe = torch.where(zero, torch.ones_like(sig), sig)
-    rad = torch.where(zero, torch.zeros_like(sig), torch.floor(truncate * sig + 0.5))
-    big = int(rad.max().item()) if sig.numel() else 0
-    xs = torch.arange(-big, big + 1, dtype=torch.float64, device=device)
-    ek = torch.exp(-0.5 * xs ** 2 / safe[:, None] ** 2) * (xs.abs() <= rad[:, None])
-    norm = ek.sum(1)[:, None, None]
-    i = torch.arange(n, dtype=torch.float64, device=device)
-    d = i[:, None] - i[None, :]
-    s3 = safe[:, None, None]
-    e = torch.exp(-0.5 * d ** 2 / s3 ** 2) * (d.abs() <= rad[:, None, None])
-    eye = torch.eye(n, dtype=torch.float64, device=device)
-    g = torch.where(zero[:, None, None], eye, e / norm)
-    if not derivative:
-        return g.to(dtype), None
-    dnorm = (ek * xs ** 2 / safe[:, None] ** 3).sum(1)[:, None, None]
-    dg = (e * d ** 2 / s3 ** 3 * norm - e * dnorm) / norm ** 2
-    dg = torch.where(zero[:, None, None], torch.zeros_like(dg), dg)
-    return g.to(dtype), dg.to(dtype)
-
-
-def gaussian_blur(x: torch.Tensor, sigma, truncate: float = 4.0) -> torch.Tensor:
-    """Blur (M, 1, H, W) images, one σ per image (or one for all), like ``scipy.ndimage``
-    ``gaussian_filter(mode="constant")``."""
-    m, _, h, w = x.shape
-    sig = np.broadcast_to(np.atleast_1d(np.asarray(sigma, dtype=np.float64)), (m,))
-    gh, _ = blur_matrices(h, sig, truncate, False, x.dtype, x.device)
-    gw = gh if w == h else blur_matrices(w, sig, truncate, False, x.dtype, x.device)[0]
-    return (gh @ x[:, 0] @ gw.transpose(1, 2))[:, None]
+        return nodes, w
+    return nodes, d
 
 
 def _blur_and_derivative(x, sigmas, truncate, derivative, grad_step):
     """L(σ) and ∂L/∂σ for (M, 1, H, W) images and per-image σ."""
     m, _, h, w = x.shape
-    gh, dgh = blur_matrices(h, sigmas, truncate, True, x.dtype, x.device)
-    if w == h:
-        gw, dgw = gh, dgh
-    else:
-        gw, dgw = blur_matrices(w, sigmas, truncate, True, x.dtype, x.device)
+    kw = dict(border="zero", truncate=truncate, derivative=True, dtype=x.dtype, device=x.device)
+    gh, dgh = gaussian_blur_matrices(h, sigmas, **kw)
+    gw, dgw = (gh, dgh) if w == h else gaussian_blur_matrices(w, sigmas, **kw)
     img = x[:, 0]
     left = gh @ img
     blurred = left @ gw.transpose(1, 2)
     if derivative == "analytic":
         d = dgh @ img @ gw.transpose(1, 2) + left @ dgw.transpose(1, 2)
     else:
-        d = (gaussian_blur(x, np.asarray(sigmas) + grad_step, truncate)[:, 0] - blurred) / grad_step
+        d = (gaussian_blur(x, np.asarray(sigmas) + grad_step, border="zero", truncate=truncate)[:, 0]
+             - blurred) / grad_step
     return blurred[:, None], d[:, None]
 
 
@@ -187,6 +149,7 @@ class _BlurPath:
 class BlurIG(Explainer):
     __doc__ = __doc__
     name = "blur_ig"
+    completeness = True
     reference = ("Xu, Venugopalan, Sundararajan. Attribution in Scale and Space. CVPR 2020 "
                  "(arXiv:2004.03383); PAIR saliency BlurIG")
     params = (
@@ -205,11 +168,8 @@ class BlurIG(Explainer):
               "same cost, the bands sum to the map", min=0),
     )
 
-    def attribute(self, model, inputs, target):
-        check_inputs(model, inputs)
-        x = inputs.detach()
-        target = target.bind(model, x)
-        f = explained_function(model, target)
+    def _attribute(self, f, inputs, ctx):
+        x = inputs
         b = x.shape[0]
         nodes, weights = quadrature_nodes(self.max_sigma, self.steps, self.spacing, self.rule)
         path = _BlurPath(x, nodes, self.truncate, self.derivative, self.grad_step)
@@ -223,8 +183,9 @@ class BlurIG(Explainer):
         maps = band_maps.sum(1)
         contrib = torch.cat([p.step_contributions for p in parts], 1)
         values = torch.cat([p.values for p in parts], 1)
-        f_in = evaluate(f, x, b)
-        f_base = evaluate(f, gaussian_blur(x, self.max_sigma, self.truncate), b)
+        f_in = batched_values(f, x, self.internal_batch_size)
+        f_base = batched_values(f, gaussian_blur(x, self.max_sigma, border="zero", truncate=self.truncate),
+                                self.internal_batch_size)
         extras = {
             "sigmas": np.broadcast_to(nodes, (b, k)).astype(np.float32),
             "scale_attribution": contrib.to(torch.float32),
@@ -237,7 +198,7 @@ class BlurIG(Explainer):
             extras["band_sigmas"] = np.broadcast_to(
                 np.stack([nodes[edges[:-1]], nodes[edges[1:] - 1]], 1), (b, n_bands, 2)).astype(np.float32)
         extras.update(spectrum_extras(maps))
-        return self.make_attribution(maps.to(torch.float32), target, model, **extras)
+        return maps.to(torch.float32), extras
 
 
 def plot_scale_attribution(attribution, index: int = 0, ax=None):

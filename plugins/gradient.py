@@ -15,7 +15,7 @@ batch.
 """
 from __future__ import annotations
 
-from cryoxplain.explain.base import Explainer, Param, check_inputs, explained_function, gradient
+from cryoxplain.explain.base import Explainer, Param, gradient
 
 
 class Gradient(Explainer):
@@ -27,9 +27,6 @@ class Gradient(Explainer):
         Param("absolute", bool, False, "return |∂f/∂x| instead of the signed gradient"),
     )
 
-    def attribute(self, model, inputs, target):
-        check_inputs(model, inputs)
-        target = target.bind(model, inputs)
-        value, grad = gradient(explained_function(model, target), inputs)
-        maps = grad.abs() if self.absolute else grad
-        return self.make_attribution(maps, target, model, target_value=value)
+    def _attribute(self, f, inputs, ctx):
+        value, grad = gradient(f, inputs)
+        return (grad.abs() if self.absolute else grad), {"target_value": value}

@@ -13,47 +13,34 @@ as ``extras["completeness_gap"] = Σ IG − (f(x) − f(b))`` (Captum's "converg
 
 Defaults: ``steps=50``, ``rule=gauss_legendre`` (Captum's defaults; Gauss–Legendre is exact for
 integrands polynomial of degree < 2·steps), ``baseline=zero``, ``internal_batch_size=64`` path
-points per forward/backward pass.
+points per forward/backward pass.  The integral is :func:`cryoxplain.explain.paths.integrated_gradients`.
 
-Baselines (``baseline=``):
+Baselines (``baseline=``, meanings of :mod:`cryoxplain.explain.baselines`):
 
 * ``zero`` — the all-zero image.  For particles normalised to zero mean this is "no contrast".
-* ``mean`` — a flat image at each particle's own mean intensity.
-* ``blur`` — the particle blurred by a Gaussian of ``blur_sigma`` pixels (reflecting borders):
-  keeps the low-resolution envelope and asks which *details* matter.
-* a path to an MRC image of the particles' size (one image used for the whole stack).
+* ``mean`` — a flat image at each particle's own mean intensity (over all its pixels).
+* ``blur`` — the particle blurred by a Gaussian of ``baseline_sigma`` pixels (default 8; scipy's
+  ``reflect`` border): keeps the low-resolution envelope and asks which *details* matter.
+* ``noise`` — noise with the particle background's mean and std (seeded per image by ``seed``).
+* ``file`` — the image(s) of the MRC file ``baseline_path`` (one for the whole stack, or one per
+  particle); ``mean_image`` — the mean image of that stack.
+
+Deprecated for one release: ``blur_sigma`` (now ``baseline_sigma``) and ``baseline=PATH`` (now
+``baseline=file baseline_path=PATH``).
+
+``extras``: ``target_value``, ``baseline_value``, ``completeness_gap`` (B,).
 
 Sign: a positive ``IG_i`` means that moving pixel i from the baseline to its value raised ``f``.
 """
 from __future__ import annotations
 
-import math
+import warnings
 from pathlib import Path
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-
-from cryoxplain.errors import ParameterError, ShapeError
-from cryoxplain.explain.base import Explainer, Param, check_inputs, explained_function
-from cryoxplain.explain.paths import RULES, StraightLinePath, canonical_rule, integrate_path, quadrature
-
-BASELINES = ("zero", "mean", "blur")
-
-
-def gaussian_blur(x: torch.Tensor, sigma: float, truncate: float = 4.0) -> torch.Tensor:
-    """Separable Gaussian blur of ``(B, C, H, W)`` with reflecting borders (kernel radius ⌈truncate·σ⌉)."""
-    if sigma <= 0:
-        return x.clone()
-    h, w = x.shape[-2:]
-    r = max(1, min(int(math.ceil(truncate * sigma)), h - 1, w - 1))
-    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = k / k.sum()
-    c = x.shape[1]
-    y = F.pad(x, (r, r, r, r), mode="reflect")
-    y = F.conv2d(y, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(y, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+from cryoxplain.errors import ParameterError
+from cryoxplain.explain.base import Explainer, Param
+from cryoxplain.explain.baselines import BASELINES, load_baseline_images, make_baseline
+from cryoxplain.explain.paths import RULES, canonical_rule, integrated_gradients, quadrature
 
 
 class IntegratedGradients(Explainer):
@@ -61,56 +48,38 @@ class IntegratedGradients(Explainer):
 
     name = "integrated_gradients"
     reference = "Sundararajan, Taly & Yan, Axiomatic Attribution for Deep Networks, ICML 2017, arXiv:1703.01365"
+    completeness = True
     params = (
         Param("steps", int, 50, "number of quadrature nodes on the path", min=1),
         Param("rule", str, "gauss_legendre", "quadrature: " + ", ".join(RULES)),
-        Param("baseline", str, "zero", "zero, mean, blur or the path of an MRC image"),
-        Param("blur_sigma", float, 8.0, "Gaussian σ in pixels of the 'blur' baseline", min=0.0),
+        Param("baseline", str, "zero", "baseline: " + ", ".join(BASELINES) + " (docs: cryoxplain.explain.baselines)"),
+        Param("baseline_sigma", float, 8.0, "Gaussian σ in pixels of the 'blur' baseline", min=0.0),
+        Param("baseline_path", str, "", "MRC image/stack for baseline=file or mean_image"),
+        Param("seed", int, 0, "seed of the noise baseline (per image: image_seed(seed, index))"),
         Param("internal_batch_size", int, 64, "path points per forward/backward pass (bounds memory)", min=1),
     )
+    renamed = {"blur_sigma": "baseline_sigma"}
 
     def validate(self):
         self.config["rule"] = canonical_rule(self.rule)
         quadrature(self.steps, self.rule)  # raises for e.g. trapezoid with 1 step
-        self._baseline_image = None
+        self._images = None
         if self.baseline not in BASELINES:
-            p = Path(self.baseline)
-            if not p.exists():
+            if not Path(self.baseline).is_file():
                 raise ParameterError(f"baseline {self.baseline!r} is neither {', '.join(BASELINES)} nor an existing MRC file")
-            from cryoxplain.io.mrc import read_mrc
+            warnings.warn("integrated_gradients: baseline=PATH is deprecated, use baseline=file baseline_path=PATH",
+                          DeprecationWarning, stacklevel=4)
+            self.config["baseline"], self.config["baseline_path"] = "file", self.baseline
+        if self.baseline in ("file", "mean_image"):
+            self._images = load_baseline_images(self.baseline_path)
 
-            img, _ = read_mrc(p)
-            if img.ndim == 3 and img.shape[0] == 1:
-                img = img[0]
-            if img.ndim != 2:
-                raise ShapeError(f"baseline file {p} must hold one image, got shape {img.shape}")
-            self._baseline_image = torch.from_numpy(np.array(img, dtype=np.float32))
-
-    def baselines(self, inputs: torch.Tensor) -> torch.Tensor:
+    def baselines(self, inputs, generators=None):
         """The baseline image of every input, ``(B, 1, H, W)``."""
-        if self.baseline == "zero":
-            return torch.zeros_like(inputs)
-        if self.baseline == "mean":
-            return inputs.mean(dim=(-2, -1), keepdim=True).expand_as(inputs).clone()
-        if self.baseline == "blur":
-            return gaussian_blur(inputs, self.blur_sigma)
-        img = self._baseline_image
-        if tuple(img.shape) != tuple(inputs.shape[-2:]):
-            raise ShapeError(f"baseline image {self.baseline} is {img.shape[1]}×{img.shape[0]}, "
-                             f"the particles are {inputs.shape[-1]}×{inputs.shape[-2]}")
-        return img.to(inputs).expand_as(inputs).clone()
+        return make_baseline(self.baseline, inputs, sigma=self.baseline_sigma, generators=generators,
+                             images=self._images, path=self.baseline_path)
 
-    def attribute(self, model, inputs, target):
-        check_inputs(model, inputs)
-        target = target.bind(model, inputs)
-        f = explained_function(model, target)
-        b = self.baselines(inputs)
-        path = StraightLinePath(inputs, b)
-        alphas, weights = quadrature(self.steps, self.rule)
-        result = integrate_path(f, path, inputs.shape[0], alphas, weights,
-                                internal_batch_size=self.internal_batch_size, dtype=inputs.dtype)
-        with torch.no_grad():
-            fx, fb = f(inputs).double(), f(b).double()
-        gap = result.attribution.double().flatten(1).sum(1) - (fx - fb)
-        return self.make_attribution(result.attribution, target, model, target_value=fx, baseline_value=fb,
-                                     completeness_gap=gap)
+    def _attribute(self, f, inputs, ctx):
+        b = self.baselines(inputs, ctx.generators(inputs) if self.baseline == "noise" else None)
+        r = integrated_gradients(f, inputs, b, self.steps, self.rule, self.internal_batch_size)
+        return r.attribution, {"target_value": r.target_value, "baseline_value": r.baseline_value,
+                               "completeness_gap": r.completeness_gap}

@@ -31,11 +31,16 @@ parameter               default          source
 ``cutoff_selection``    fixed            ``batch``: σ* = argmax mean(I − D) on this batch (seed §3.4)
 ``grid_step``           2                cutoffs 2, 4, …, n/2 (evenly spaced, as in the seed)
 ``metric_steps``        10               Xplique Deletion/Insertion ``steps=10``, baseline 0
-``ig_steps``/``ig_rule``  50 / gauss_legendre  Captum IG defaults (the seed does not say)
-``sg_samples``          50               Xplique SmoothGrad ``nb_samples=50``
-``sg_noise``            0.2              Xplique ``noise=0.2`` on [0, 1] images → 0.2 × each
+``steps``/``rule``      50 / gauss_legendre  integrated_gradients base: Captum IG defaults (the seed
+                                         does not say); zero baseline
+``n_samples``           50               smoothgrad/vargrad base: Xplique SmoothGrad ``nb_samples=50``
+``noise_level``         0.2              Xplique ``noise=0.2`` on [0, 1] images → 0.2 × each
                                          image's (max − min) here
 ======================  ===============  ============================================================
+
+The base maps are the SDK's: :func:`cryoxplain.explain.paths.integrated_gradients` and
+:func:`cryoxplain.explain.sampling.smoothgrad_moments`.  Deprecated names (one release):
+``ig_steps``, ``ig_rule``, ``sg_samples``, ``sg_noise``.
 
 ``extras``: ``cutoff`` (B,), ``unfiltered`` (B, H, W), ``spectrum``/``spectrum_frequencies`` of the
 filtered map and ``spectrum_unfiltered``; with ``cutoff_selection=batch`` also ``cutoff_grid``,
@@ -49,12 +54,12 @@ import numpy as np
 import torch
 
 from cryoxplain.errors import ParameterError
-from cryoxplain.explain.base import Explainer, Param, explained_function
+from cryoxplain.explain.base import Explainer, Param, batched_gradients
+from cryoxplain.explain.extras import spectrum_extras
 from cryoxplain.explain.faithfulness import deletion_insertion
-from cryoxplain.explain.paths import StraightLinePath, integrate_path, quadrature
+from cryoxplain.explain.paths import RULES, integrated_gradients
+from cryoxplain.explain.sampling import noise_std, smoothgrad_moments
 from cryoxplain.explain.spectrum import attribution_spectrum, lowpass_filter
-
-from ._common import batched_gradients, check_inputs, image_generators, image_noise, spectrum_extras
 
 BASES = ("gradient", "grad_input", "integrated_gradients", "smoothgrad", "vargrad")
 
@@ -127,51 +132,43 @@ class LowpassGradient(Explainer):
               "on this batch", choices=("fixed", "batch")),
         Param("grid_step", int, 2, "spacing of the cutoff grid for selection", min=1),
         Param("metric_steps", int, 10, "Deletion/Insertion steps", min=1),
-        Param("ig_steps", int, 50, "integrated_gradients: quadrature points", min=1),
-        Param("ig_rule", str, "gauss_legendre", "integrated_gradients: quadrature rule",
-              choices=("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gauss_legendre")),
-        Param("sg_samples", int, 50, "smoothgrad/vargrad: noise samples", min=1),
-        Param("sg_noise", float, 0.2, "smoothgrad/vargrad: noise std relative to each image's max − min", min=0.0),
+        Param("steps", int, 50, "integrated_gradients: quadrature points", min=1),
+        Param("rule", str, "gauss_legendre", "integrated_gradients: quadrature rule", choices=RULES),
+        Param("n_samples", int, 50, "smoothgrad/vargrad: noise samples", min=1),
+        Param("noise_level", float, 0.2, "smoothgrad/vargrad: noise std relative to each image's max − min", min=0.0),
         Param("seed", int, 0, "noise seed (smoothgrad/vargrad)"),
         Param("internal_batch_size", int, 64, "images per forward/backward pass", min=1),
     )
+    renamed = {"ig_steps": "steps", "ig_rule": "rule", "sg_samples": "n_samples", "sg_noise": "noise_level"}
+
+    @property
+    def batch_independent(self) -> bool:
+        """``cutoff_selection=batch`` selects σ* on the batch."""
+        return self.cutoff_selection == "fixed"
 
     def validate(self):
-        if self.ig_rule == "riemann_trapezoid" and self.ig_steps < 2:
-            raise ParameterError("ig_rule riemann_trapezoid needs ig_steps >= 2")
+        if self.rule == "riemann_trapezoid" and self.steps < 2:
+            raise ParameterError("rule riemann_trapezoid needs steps >= 2")
 
-    def base_map(self, f, x: torch.Tensor) -> torch.Tensor:
+    def base_map(self, f, x: torch.Tensor, generators: list) -> torch.Tensor:
         """The unfiltered map (B, H, W)."""
         b = x.shape[0]
-        idx = torch.arange(b, device=x.device)
         if self.base in ("gradient", "grad_input"):
-            g = batched_gradients(f, x, idx, self.internal_batch_size)
+            g = batched_gradients(f, x, torch.arange(b, device=x.device), self.internal_batch_size)
             return (g if self.base == "gradient" else g * x)[:, 0]
         if self.base == "integrated_gradients":
-            a, w = quadrature(self.ig_steps, self.ig_rule)
-            res = integrate_path(f, StraightLinePath(x, torch.zeros_like(x)), b, a, w,
-                                 internal_batch_size=self.internal_batch_size, device=x.device, dtype=x.dtype)
-            return res.attribution[:, 0]
-        gen = image_generators(self, x, self.seed)  # per-image streams: independent of batching
-        spread = (x.amax(dim=(1, 2, 3)) - x.amin(dim=(1, 2, 3))) * self.sg_noise
-        n = self.sg_samples
-        rep = idx.repeat_interleave(n)
-        eps = image_noise(gen, n, x)
-        g = batched_gradients(f, x[rep] + eps * spread[rep].view(-1, 1, 1, 1), rep, self.internal_batch_size)
-        g = g.double()
-        m1 = torch.zeros_like(x, dtype=torch.float64).index_add_(0, rep, g) / n
+            return integrated_gradients(f, x, torch.zeros_like(x), self.steps, self.rule,
+                                        self.internal_batch_size).attribution[:, 0]
+        m1, m2 = smoothgrad_moments(f, x, noise_std(x, self.noise_level), generators, self.n_samples,
+                                    self.internal_batch_size, squares=self.base == "vargrad")
         if self.base == "smoothgrad":
             return m1[:, 0].to(x.dtype)
-        m2 = torch.zeros_like(m1).index_add_(0, rep, g * g) / n
         return (m2 - m1 * m1)[:, 0].to(x.dtype)
 
-    def attribute(self, model, inputs, target):
-        check_inputs(model, inputs)
-        x = inputs.detach()
-        target = target.bind(model, x)
-        f = explained_function(model, target)
+    def _attribute(self, f, inputs, ctx):
+        x = inputs
         b, _, h, w = x.shape
-        raw = self.base_map(f, x)
+        raw = self.base_map(f, x, ctx.generators(x))
         extras = {}
         if self.cutoff_selection == "batch":
             sel = select_cutoff(f, x, raw, cutoff_grid(min(h, w), self.grid_step), self.mask, self.abs_input,
@@ -187,4 +184,4 @@ class LowpassGradient(Explainer):
         extras["unfiltered"] = raw
         extras.update(spectrum_extras(maps))
         extras["spectrum_unfiltered"] = attribution_spectrum(raw.detach().cpu().numpy(), average=False).power.astype(np.float32)
-        return self.make_attribution(maps, target, model, **extras)
+        return maps, extras

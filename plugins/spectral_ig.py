@@ -49,13 +49,13 @@ import numpy as np
 import torch
 
 from cryoxplain.errors import ParameterError
-from cryoxplain.explain.base import Explainer, Param, explained_function
+from cryoxplain.explain.base import Explainer, Param, batched_values
+from cryoxplain.explain.baselines import make_baseline
+from cryoxplain.explain.extras import spectrum_extras
+from cryoxplain.explain.paths import RULES as PATH_RULES, integrate_path
 
-from cryoxplain.explain.paths import integrate_path
-
-from ._common import check_inputs, evaluate, spectrum_extras
-
-RULES = ("riemann_left", "riemann_middle", "riemann_trapezoid")
+#: the rules of :func:`cryoxplain.explain.paths.quadrature` that have a chord form on the SIG path
+RULES = tuple(r for r in PATH_RULES if r in ("riemann_left", "riemann_middle", "riemann_trapezoid"))
 
 
 def svd_difference(inputs: torch.Tensor, baselines: torch.Tensor):
@@ -87,17 +87,10 @@ def spectral_path(inputs: torch.Tensor, baselines: torch.Tensor, t, overlap: flo
     return (baselines.to(torch.float64) + d).to(inputs.dtype)
 
 
-def make_baseline(inputs: torch.Tensor, kind: str) -> torch.Tensor:
-    if kind == "zero":
-        return torch.zeros_like(inputs)
-    if kind == "mean":
-        return inputs.mean(dim=(-2, -1), keepdim=True).expand_as(inputs).clone()
-    raise ParameterError(f"baseline must be 'zero' or 'mean', got {kind!r}")
-
-
 class SpectralIG(Explainer):
     __doc__ = __doc__
     name = "spectral_ig"
+    completeness = True
     reference = "Kim et al. Spectral Integrated Gradients (SVD coarse-to-fine paths), arXiv:2605.19607 (2026)"
     params = (
         Param("steps", int, 200, "path points (paper: 200); steps-1 gradient intervals", min=2),
@@ -105,17 +98,15 @@ class SpectralIG(Explainer):
               min=1e-6, max=1.0),
         Param("rule", str, "riemann_left", "riemann_left (authors), riemann_middle or riemann_trapezoid",
               choices=RULES),
-        Param("baseline", str, "zero", "baseline image: zero (paper) or mean (image mean)", choices=("zero", "mean")),
+        Param("baseline", str, "zero", "baseline image: zero (paper) or mean (flat at each image's mean; "
+              "cryoxplain.explain.baselines)", choices=("zero", "mean")),
         Param("internal_batch_size", int, 64, "path points per forward/backward pass", min=1),
     )
 
-    def attribute(self, model, inputs, target):
-        check_inputs(model, inputs)
-        x = inputs.detach()
-        target = target.bind(model, x)
-        f = explained_function(model, target)
+    def _attribute(self, f, inputs, ctx):
+        x = inputs
         b = x.shape[0]
-        base = make_baseline(x, self.baseline)
+        base = make_baseline(self.baseline, x)
         path = _SVDPath(x, base, self.steps, self.overlap, self.rule)
         comp = torch.zeros(b, path.s.shape[-1], dtype=torch.float64, device=x.device)
 
@@ -136,8 +127,8 @@ class SpectralIG(Explainer):
                              np.ones(path.n_nodes), internal_batch_size=self.internal_batch_size,
                              device=x.device, dtype=x.dtype)
         maps = res.attribution[:, 0].to(torch.float64)
-        f_in = evaluate(f, x, b)
-        f_base = evaluate(f, base, b)
+        f_in = batched_values(f, x, self.internal_batch_size)
+        f_base = batched_values(f, base, self.internal_batch_size)
         extras = {"singular_values": path.s[:, 0].to(torch.float32),
                   "component_attribution": comp.to(torch.float32),
                   "path_t": np.broadcast_to(path.t_nodes, (b, path.n_nodes)).astype(np.float32),
@@ -146,7 +137,7 @@ class SpectralIG(Explainer):
                   "target_value": f_in, "baseline_value": f_base,
                   "completeness_gap": (maps.sum(dim=(1, 2)).cpu() - (f_in - f_base).cpu().double()).to(torch.float32)}
         extras.update(spectrum_extras(maps))
-        return self.make_attribution(maps.to(torch.float32), target, model, **extras)
+        return maps.to(torch.float32), extras
 
 
 class _SVDPath:

@@ -39,7 +39,8 @@ parameter                 default         source
 ``scale_selection``       image           per-image α* (paper Table 1 "SG²_Opt"); ``batch`` = dataset-level
 ``max_noise_std``         0 (= auto)      entropy-plateau grid search (App. E.1); the authors found
                                           0.3 for ResNet50 and 0.5 for ViT on [0, 1] ImageNet images
-``samples``               256             authors' code, experiment 8 (max samples per level)
+``n_samples``             256             authors' code, experiment 8 (max samples per level;
+                                          ``samples`` is its deprecated name)
 ``sample_batch``          16              authors' code, experiment 8
 ``min_change``            1e-3            authors' code, experiment 8: stop when the running mean of the
                                           monitored statistic changes by less than this.  We make it
@@ -70,9 +71,9 @@ import numpy as np
 import torch
 
 from cryoxplain.errors import ParameterError
-from cryoxplain.explain.base import Explainer, Param, explained_function
-
-from ._common import batched_gradients, check_inputs, image_generators, image_noise, spectrum_extras
+from cryoxplain.explain.base import Explainer, Param, batched_gradients
+from cryoxplain.explain.extras import spectrum_extras
+from cryoxplain.explain.sampling import image_noise, perturb
 
 METHODS = ("spectral_lens", "smoothgrad", "smoothgrad_sq", "vargrad")
 
@@ -178,13 +179,20 @@ class SpectralLens(Explainer):
         Param("power", float, 2.5, "exponent p of the standard-level score α^p·‖SG2‖₁", min=0.0),
         Param("scale_selection", str, "image", "α* per image (paper Table 1) or per batch (dataset level)",
               choices=("image", "batch")),
-        Param("samples", int, 256, "maximum Monte-Carlo samples per level (authors: 256)", min=1),
+        Param("n_samples", int, 256, "maximum Monte-Carlo samples per level (authors: 256)", min=1),
         Param("sample_batch", int, 16, "samples drawn between convergence checks (authors: 16)", min=1),
         Param("min_change", float, 1e-3, "stop when the running mean changes by less than this (relative)", min=0.0),
         Param("seed", int, 0, "noise seed"),
         Param("keep_levels", bool, False, "return the per-level maps (B, K, H, W)"),
         Param("internal_batch_size", int, 64, "noisy images per forward/backward pass", min=1),
     )
+    renamed = {"samples": "n_samples"}
+
+    @property
+    def batch_independent(self) -> bool:
+        """s_max is searched on the batch (a dataset-level quantity, App. E.1) unless
+        ``max_noise_std`` fixes it, and ``scale_selection=batch`` selects α* on the batch."""
+        return self.max_noise_std > 0 and self.scale_selection == "image"
 
     def _moments(self, f, x, alpha, s_max, gens):
         """Running Monte-Carlo SG and SG2 at one level: (m1, m2, samples used per image (B,)).
@@ -203,11 +211,11 @@ class SpectralLens(Explainer):
         active = list(range(b))
         monitor_sq = self.method != "smoothgrad" and not (self.method == "spectral_lens" and self.statistic == "first")
         while active:
-            ns = min(self.sample_batch, self.samples - int(n[active[0]]))
+            ns = min(self.sample_batch, self.n_samples - int(n[active[0]]))
             act = torch.as_tensor(active, device=x.device)
             idx = act.repeat_interleave(ns)
             eps = image_noise([gens[i] for i in active], ns, x) * s_max[idx].view(-1, 1, 1, 1)
-            xt = (1 - alpha) * x[idx] + alpha * eps if self.combination == "convex" else x[idx] + alpha * eps
+            xt = perturb(x[idx], eps, alpha, self.combination)
             g = batched_gradients(f, xt, idx, self.internal_batch_size).double()
             s1 = torch.zeros_like(m1).index_add_(0, idx, g)[act]
             s2 = torch.zeros_like(m1).index_add_(0, idx, g * g)[act]
@@ -219,16 +227,13 @@ class SpectralLens(Explainer):
             m1[act], m2[act] = new1, new2
             n[active] += ns
             active = [i for i, c in zip(active, change)
-                      if n[i] < self.samples and not (n[i] > ns and c < self.min_change)]
+                      if n[i] < self.n_samples and not (n[i] > ns and c < self.min_change)]
         return m1, m2, n
 
-    def attribute(self, model, inputs, target):
-        check_inputs(model, inputs)
-        x = inputs.detach()
-        target = target.bind(model, x)
-        f = explained_function(model, target)
+    def _attribute(self, f, inputs, ctx):
+        model, x = ctx.model, inputs
         b = x.shape[0]
-        gen = image_generators(self, x, self.seed)  # per-image streams: independent of batching
+        gen = ctx.generators(x)  # per-image streams: independent of batching
         extras = {}
         if self.max_noise_std > 0:
             s_max = torch.full((b,), float(self.max_noise_std), dtype=x.dtype, device=x.device)
@@ -276,4 +281,4 @@ class SpectralLens(Explainer):
                 extras["samples_used"] = n[:, None].astype(np.int32)
             maps = {"smoothgrad": g1, "smoothgrad_sq": g2, "vargrad": g2 - g1 * g1}[self.method]
         extras.update(spectrum_extras(maps))
-        return self.make_attribution(maps.to(torch.float32), target, model, **extras)
+        return maps.to(torch.float32), extras

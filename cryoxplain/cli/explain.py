@@ -6,6 +6,20 @@ import click
 
 from .common import device_option, force_option, seed_option
 
+
+class KeyValue(click.ParamType):
+    """``KEY=VALUE`` → ``(key, value)`` (the value stays a string; the explainer's Param parses it)."""
+
+    name = "KEY=VALUE"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        k, sep, v = str(value).partition("=")
+        if not sep or not k.strip():
+            self.fail(f"{value!r}: expected KEY=VALUE", param, ctx)
+        return k.strip(), v.strip()
+
 TARGET_HELP = ("What to explain: class:K, predicted, pixel:X,Y, roi:MASK.mrc, roi:X0,Y0,X1,Y1, roi:X,Y,R, "
                "disc-energy[:R], reference:REF.mrc (default: predicted for classifiers, disc-energy for denoisers). "
                "See docs/targets.md.")
@@ -15,7 +29,7 @@ TARGET_HELP = ("What to explain: class:K, predicted, pixel:X,Y, roi:MASK.mrc, ro
 @click.argument("stack", type=click.Path(dir_okay=False))
 @click.option("--model", "-m", default="default", show_default=True, help="Model file or shipped model name.")
 @click.option("--method", required=True, help="Explainer name (see `cryoxplain plugins`).")
-@click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
+@click.option("--param", "-p", "params", multiple=True, type=KeyValue(), metavar="KEY=VALUE",
               help="Explainer parameter; repeatable (e.g. --param steps=64).")
 @click.option("--target", "-t", default=None, help=TARGET_HELP)
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="Output HDF5 file.")
@@ -41,7 +55,7 @@ def explain(stack, model, method, params, target, output, png_dir, png_limit, ht
     """
     import sys
 
-    from ..explain.stack import explain_stack, parse_params
+    from ..explain.stack import explain_stack
 
     bar = None
 
@@ -54,7 +68,7 @@ def explain(stack, model, method, params, target, output, png_dir, png_limit, ht
         bar.update(done - bar.n)
 
     try:
-        res = explain_stack(model, stack, output, method=method, params=parse_params(params), target=target,
+        res = explain_stack(model, stack, output, method=method, params=dict(params), target=target,
                             batch_size=batch_size, device=device, seed=seed, force=force, png_dir=png_dir,
                             png_limit=png_limit, html=html, html_limit=html_limit,
                             progress=progress if sys.stderr.isatty() else None)

@@ -1,4 +1,4 @@
-"""The explainer protocol and the :class:`Attribution` result.
+"""The explainer template, the :class:`Attribution` result and the SDK's gradient helpers.
 
 An *explainer* is a class with
 
@@ -6,28 +6,43 @@ An *explainer* is a class with
 * ``reference`` – the paper it implements (shown by ``cryoxplain plugins``);
 * ``params`` – a tuple of :class:`Param` declaring every parameter with type, default and help,
   so the CLI can expose them as ``--param key=value``;
-* ``attribute(model, inputs, target) -> Attribution``.
+* the hook ``_attribute(self, f, inputs, ctx)`` – the method itself (see below).
 
-Conventions shared by every explainer:
+:meth:`Explainer.attribute` (``attribute(model, inputs, target) -> Attribution``) is a *template
+method*; plugins do not override it.  It
+
+1. validates the inputs (:func:`cryoxplain.imaging.batch.as_image_batch`: an image ``(H, W)``, a
+   stack ``(B, H, W)`` or a batch ``(B, 1, H, W)``, finite) and the model's fixed input size;
+2. binds the target: a CLI string (``"class:3"``) or a :class:`Target` → the :class:`Target`
+   resolved for this batch (e.g. *predicted class* fixed to the class predicted for each input);
+3. builds the explained function ``f(x) = target(model(x))`` (:func:`explained_function`);
+4. seeds: image ``i`` of the batch gets its own generator seeded with
+   ``image_seed(seed, index_offset + i)`` (``ctx.generators()``), so results depend neither on
+   batching nor on the other images;
+5. calls the hook, which returns the maps ``(B, H, W)`` (or ``(B, 1, H, W)``), optionally with a
+   dict of extras ``(maps, extras)``;
+6. validates the :class:`Attribution` (shape, finite values) and records the provenance.
+
+Conventions shared by every explainer (docs/plugins.md):
 
 * ``inputs`` is a float tensor ``(B, 1, H, W)`` already on the model's device; the explainer
   works in batches and never moves the model.
-* ``target`` is a :class:`Target`: a scalar function of the model output, one value per image
-  (``target(output) -> (B,)``).  The *explained function* is ``f(x) = target(model(x))``.
+* ``f(x) -> (B,)``: one value per image; ``f(x, idx)`` for mixed chunks (row ``j`` belongs to
+  image ``idx[j]``).
 * The model is in eval mode; images in a batch are explained independently.
 * Sign convention: a positive attribution means that increasing the pixel (or moving it from the
   baseline towards the input, for path methods) increases ``f``.
 """
 from __future__ import annotations
 
-import json
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
 import numpy as np
 import torch
 
-from ..errors import ParameterError, PluginError
+from ..errors import ParameterError, PluginError, ShapeError
 from ..models.protocol import model_description, model_input_shape
 
 API_VERSION = 1
@@ -144,6 +159,27 @@ def gradient(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> tupl
     return y.detach(), g.detach()
 
 
+def batched_gradients(f: Callable[..., torch.Tensor], points: torch.Tensor, idx: torch.Tensor,
+                      internal_batch_size: int) -> torch.Tensor:
+    """∇f at ``points`` ``(N, 1, H, W)`` whose row ``j`` belongs to image ``idx[j]`` of the bound
+    batch, at most ``internal_batch_size`` points per forward/backward pass."""
+    out = torch.empty_like(points)
+    for i in range(0, points.shape[0], internal_batch_size):
+        sl = slice(i, i + internal_batch_size)
+        ii = idx[sl]
+        _, out[sl] = gradient(lambda z: f(z, ii), points[sl])
+    return out
+
+
+@torch.no_grad()
+def batched_values(f: Callable[..., torch.Tensor], x: torch.Tensor, internal_batch_size: int) -> torch.Tensor:
+    """``f`` on the images ``x`` of the bound batch (row ``i`` is image ``i``), ``(B,)``, at most
+    ``internal_batch_size`` images per forward pass."""
+    idx = torch.arange(x.shape[0], device=x.device)
+    return torch.cat([f(x[i:i + internal_batch_size], idx[i:i + internal_batch_size]).detach()
+                      for i in range(0, x.shape[0], internal_batch_size)])
+
+
 @dataclass
 class Attribution:
     """An explanation of a batch: one map per input image plus method-specific extras.
@@ -178,17 +214,11 @@ class Attribution:
         return {"method": self.method, "params": self.params, "target": self.target, "model": self.model}
 
     def to_hdf5(self, group, start: int = 0) -> None:
-        """Write into an open h5py group (datasets created on first call, filled from ``start``)."""
-        _write_batch(group, "maps", self.maps, start)
-        for k, v in self.extras.items():
-            arr = np.asarray(v)
-            if arr.ndim >= 1 and arr.shape[0] == self.maps.shape[0]:
-                _write_batch(group.require_group("extras"), k, arr, start)
-            elif start == 0:
-                group.require_group("extras").attrs[k] = arr
-        if start == 0:
-            group.attrs["provenance"] = json.dumps(self.provenance, default=str)
-            group.attrs["method"] = self.method
+        """Write into an open h5py group (datasets created on first call, filled from ``start``);
+        the writing is :func:`cryoxplain.io.hdf5.write_attribution`."""
+        from ..io.hdf5 import write_attribution
+
+        write_attribution(group, self.maps, self.extras, self.provenance, start)
 
     @staticmethod
     def concatenate(parts: list["Attribution"]) -> "Attribution":
@@ -203,18 +233,6 @@ class Attribution:
                            first.target, first.model, extras)
 
 
-def _write_batch(group, name: str, arr: np.ndarray, start: int) -> None:
-    arr = np.asarray(arr)
-    if arr.dtype == np.float64:
-        arr = arr.astype(np.float32)
-    if name not in group:
-        group.create_dataset(name, data=arr, maxshape=(None,) + arr.shape[1:], chunks=True)
-        return
-    ds = group[name]
-    ds.resize(start + arr.shape[0], axis=0)
-    ds[start:start + arr.shape[0]] = arr
-
-
 class Explainer:
     """Base class of explainer plugins (see the module docstring for the protocol)."""
 
@@ -222,6 +240,14 @@ class Explainer:
     reference: ClassVar[str] = ""
     api_version: ClassVar[int] = API_VERSION
     params: ClassVar[tuple[Param, ...]] = ()
+    #: old parameter name → new name; an old name is accepted with a DeprecationWarning
+    renamed: ClassVar[dict[str, str]] = {}
+    #: True when the method satisfies completeness, ``Σ maps = f(x) − f(baseline)`` (it then
+    #: returns ``extras["completeness_gap"]``); checked by :func:`cryoxplain.testing.check_explainer`
+    completeness: ClassVar[bool] = False
+    #: False when an image's map depends on the other images of the batch (a plugin may make it a
+    #: property of its parameters); checked by :func:`cryoxplain.testing.check_explainer`
+    batch_independent: ClassVar[bool] = True
     #: global index (in the stack) of the first image of the batch being explained; set by
     #: :func:`cryoxplain.explain.explain_stack` before each ``attribute`` call.  Explainers that
     #: draw random numbers seed them per image from ``(seed, index_offset + i)`` so that results do
@@ -230,6 +256,13 @@ class Explainer:
 
     def __init__(self, **kwargs):
         declared = {p.name: p for p in self.params}
+        for old, new in self.renamed.items():
+            if old in kwargs:
+                warnings.warn(f"{self.name}: parameter {old!r} is deprecated, use {new!r}", DeprecationWarning,
+                              stacklevel=3)
+                if new in kwargs:
+                    raise ParameterError(f"{self.name}: give {new!r} only (the deprecated {old!r} is the same parameter)")
+                kwargs[new] = kwargs.pop(old)
         unknown = set(kwargs) - set(declared)
         if unknown:
             known = ", ".join(declared) or "none"
@@ -246,8 +279,33 @@ class Explainer:
             return cfg[item]
         raise AttributeError(item)
 
-    def attribute(self, model: torch.nn.Module, inputs: torch.Tensor, target: Target) -> Attribution:
-        raise NotImplementedError
+    def attribute(self, model: torch.nn.Module, inputs, target, *, index_offset: int | None = None) -> Attribution:
+        """Explain ``f(x) = target(model(x))`` on every image of ``inputs`` (the template method).
+
+        ``inputs``: an image ``(H, W)``, a stack ``(B, H, W)`` or a batch ``(B, 1, H, W)`` (tensor or
+        array) on the model's device.  ``target``: a :class:`Target` or a target string
+        (``"predicted"``, ``"class:1"``, ``"pixel:X,Y"``, … see docs/targets.md).  ``index_offset``:
+        stack index of the first image (seeds the per-image random streams; default
+        ``self.index_offset``).  Plugins implement :meth:`_attribute`, not this method.
+        """
+        x = check_inputs(model, inputs).detach()
+        target = bind_target(target, model, x)
+        f = explained_function(model, target)
+        off = self.index_offset if index_offset is None else int(index_offset)
+        ctx = ExplainContext(model=model, target=target, seed=int(self.config.get("seed", 0) or 0), index_offset=off)
+        out = self._attribute(f, x, ctx)
+        if isinstance(out, Attribution):
+            att = out
+        else:
+            maps, extras = out if isinstance(out, tuple) else (out, {})
+            att = self.make_attribution(maps, target, model, **extras)
+        return validate_attribution(att, x, self.name)
+
+    def _attribute(self, f: Callable[..., torch.Tensor], inputs: torch.Tensor, ctx: "ExplainContext"):
+        """The method: return the maps ``(B, H, W)`` of ``inputs`` ``(B, 1, H, W)``, or
+        ``(maps, extras)``.  ``f`` is the explained function; ``ctx`` holds the model, the bound
+        target and the per-image random generators (:class:`ExplainContext`)."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither _attribute nor attribute")
 
     def make_attribution(self, maps, target: Target, model=None, **extras) -> Attribution:
         """Helper for subclasses: wrap maps and extras with full provenance."""
@@ -266,15 +324,80 @@ def image_seed(seed: int, index: int) -> int:
     return int((int(state[0]) << 31) ^ int(state[1])) & 0x7FFFFFFFFFFFFFFF
 
 
-def check_inputs(model: torch.nn.Module, inputs: torch.Tensor) -> None:
-    """The checks every explainer runs first: ``(B, 1, H, W)``, finite, the model's input size."""
-    from ..errors import ShapeError
+def check_inputs(model: torch.nn.Module, inputs) -> torch.Tensor:
+    """The checks every explanation runs first; returns the batch ``(B, 1, H, W)``.
 
-    if not isinstance(inputs, torch.Tensor) or inputs.ndim != 4 or inputs.shape[1] != 1:
-        shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
-        raise ShapeError(f"inputs must be a (B, 1, H, W) tensor, got {shape}")
-    if not torch.isfinite(inputs).all():
-        raise ParameterError("inputs contain NaN or infinite values")
+    :func:`cryoxplain.imaging.batch.as_image_batch` (an image, a stack or a batch; finite) and the
+    model's fixed input size (``model.input_shape``, when it has one).  A numpy array is converted
+    to the dtype and device of the model's parameters.
+    """
+    from ..imaging.batch import as_image_batch
+
+    dtype = device = None
+    if not isinstance(inputs, torch.Tensor):  # an array: in the model's precision, on its device
+        p = next(iter(model.parameters()), None) if isinstance(model, torch.nn.Module) else None
+        dtype, device = (p.dtype, p.device) if p is not None else (torch.float32, None)
+    x = as_image_batch(inputs, name="inputs", dtype=dtype, device=device)
+    check_input_size(model, tuple(x.shape[-2:]))
+    return x
+
+
+def check_input_size(model: torch.nn.Module, image_shape: tuple[int, int], what: str = "images") -> None:
+    """:class:`ShapeError` unless a model with a fixed input size (``model.input_shape``) accepts
+    ``(H, W)`` images."""
     fixed = model_input_shape(model)
-    if fixed is not None and tuple(fixed) != tuple(inputs.shape[-2:]):
-        raise ShapeError(f"the model expects {fixed[1]}×{fixed[0]} images, got {inputs.shape[-1]}×{inputs.shape[-2]}")
+    h, w = image_shape
+    if fixed is not None and tuple(fixed) != (h, w):
+        hint = "; re-extract or rescale the particles" if what == "particles" else ""
+        raise ShapeError(f"the model expects {fixed[1]}×{fixed[0]} {what}, got {w}×{h}{hint}")
+
+
+def bind_target(target, model: torch.nn.Module, inputs: torch.Tensor) -> Target:
+    """``target`` (a :class:`Target` or a target string) resolved for this batch of ``inputs``.
+
+    A string is parsed (:func:`cryoxplain.explain.targets.parse_target`) and checked against the
+    model's output shape; then :meth:`Target.bind` fixes input-dependent targets (e.g. the
+    predicted class) before anything is perturbed.
+    """
+    if isinstance(target, str):
+        from .targets import parse_target
+
+        target = parse_target(target, tuple(inputs.shape[-2:]))
+        with torch.no_grad():
+            target.check(tuple(model(inputs[:1]).shape))
+    if not isinstance(target, Target):
+        if callable(target):
+            target = Target.from_callable(target)
+        else:
+            raise ParameterError(f"target must be a Target or a target string, got {type(target).__name__}")
+    return target.bind(model, inputs)
+
+
+@dataclass
+class ExplainContext:
+    """What :meth:`Explainer._attribute` gets besides ``f`` and the inputs."""
+
+    model: torch.nn.Module
+    #: the target bound to this batch
+    target: Target
+    #: the explainer's ``seed`` parameter (0 when it declares none)
+    seed: int = 0
+    #: stack index of the batch's first image
+    index_offset: int = 0
+
+    def generators(self, inputs: torch.Tensor) -> list[torch.Generator]:
+        """One generator per image, seeded with ``image_seed(seed, index_offset + i)`` — the one
+        seeding rule of cryoxplain's explainers."""
+        return [torch.Generator(device=inputs.device).manual_seed(image_seed(self.seed, self.index_offset + i))
+                for i in range(inputs.shape[0])]
+
+
+def validate_attribution(att: Attribution, inputs: torch.Tensor, method: str = "") -> Attribution:
+    """Check that ``att`` explains ``inputs``: maps ``(B, H, W)`` of the inputs' size, finite values."""
+    b, _, h, w = inputs.shape
+    if att.maps.shape != (b, h, w):
+        raise PluginError(f"explainer {method or att.method} returned maps {att.maps.shape}, expected {(b, h, w)}")
+    if not np.isfinite(att.maps).all():
+        raise ParameterError(f"explainer {method or att.method} produced NaN/infinite attributions; "
+                             "check the inputs and the parameters")
+    return att

@@ -10,12 +10,13 @@
    batch's maps and extras to ``OUT.h5`` (written to a temporary file, renamed when complete);
 5. afterwards renders PNG overlays and/or the plugin's HTML viewer for the first images.
 
-Inputs are normalised per image, ``x̃ = (x − μ)/σ`` — the policy every cryoxplain denoiser and
-classifier is trained with — so attributions and denoiser targets are in the network's normalised
+Inputs are normalised per image, ``x̃ = (x − μ)/σ`` (:func:`cryoxplain.imaging.normalize.normalize`) —
+the policy every cryoxplain denoiser and classifier is trained with — so attributions and denoiser targets are in the network's normalised
 units (a ``zero`` baseline is a flat image at the particle's mean).  A plain ``nn.Module`` is
 given raw images unless ``normalize=True``.
 
-HDF5 layout::
+The file is written by :class:`cryoxplain.io.hdf5.StreamingH5` (atomic) and
+:func:`cryoxplain.io.hdf5.write_attribution`.  HDF5 layout::
 
     /                       attrs: provenance (JSON), cryoxplain_version, created, input, method,
                             target, model, seed, device, normalization, n_images, voxel_size
@@ -34,14 +35,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ParameterError, ShapeError
+from ..errors import ParameterError
+from ..imaging.normalize import NORMALIZATION, normalize_images
 from ..io.atomic import check_output, atomic_path
-from ..models.protocol import model_description, model_input_shape, model_task
-from .base import Explainer, Target
+from ..io.hdf5 import StreamingH5
+from ..models.protocol import model_description, model_task
+from .base import Explainer, Target, check_input_size
 from .registry import get_explainer
 from .targets import default_target, parse_target
-
-NORMALIZATION = "per-image (x - mean) / std of the input particle"
 
 
 @dataclass
@@ -59,18 +60,12 @@ class ExplainResult:
     max_completeness_gap: float | None = None
 
 
-def _normalize(x: torch.Tensor) -> torch.Tensor:
-    mu = x.mean(dim=(-2, -1), keepdim=True)
-    sd = x.std(dim=(-2, -1), keepdim=True, unbiased=False)
-    return (x - mu) / torch.where(sd > 0, sd, torch.ones_like(sd))
-
-
 def _load(model, device):
     from ..models.registry import load_model
 
     if isinstance(model, torch.nn.Module):
         return model.to(device).eval(), None, model_task(model), model_description(model)
-    m, info = load_model(model, device=device)  # sets m.description to "arch (file name)"
+    m, info = load_model(model, device, task=None)  # either task: the default target follows it; sets m.description
     m.requires_grad_(False)  # only input gradients are needed (a model we loaded ourselves)
     return m, info, info.task, str(model)
 
@@ -84,7 +79,7 @@ def parse_params(items) -> dict:
         else:
             k, sep, v = str(item).partition("=")
             if not sep or not k.strip():
-                raise ParameterError(f"--param {item!r}: expected KEY=VALUE")
+                raise ParameterError(f"params item {item!r}: expected KEY=VALUE")
         out[k.strip()] = v.strip() if isinstance(v, str) else v
     return out
 
@@ -135,7 +130,7 @@ def explain_stack(model, stack, output, *, method: str, params: dict | None = No
         params["seed"] = seed
     explainer: Explainer = cls(**params)
     if html is not None and not callable(getattr(cls, "write_html", None)):
-        raise ParameterError(f"method {method} has no HTML viewer (it does not implement write_html); drop --html")
+        raise ParameterError(f"method {method} has no HTML viewer (it does not implement write_html); leave html unset")
 
     # outputs are checked before any work, so a refused overwrite costs nothing
     inputs_paths = (stack,) if isinstance(stack, (str, os.PathLike)) else ()
@@ -155,31 +150,26 @@ def explain_stack(model, stack, output, *, method: str, params: dict | None = No
         images = open_stack(stack)
         voxel_size, source = images.voxel_size, str(stack)
     else:
-        arr = np.asarray(stack, dtype=np.float32)
-        if arr.ndim == 2:
-            arr = arr[None]
-        if arr.ndim != 3:
-            raise ShapeError(f"stack must be (N, H, W) or (H, W), got {arr.shape}")
+        from ..imaging.batch import as_image_stack
+
+        arr = as_image_stack(stack, name="stack", finite=False)  # NaN reported by _ArrayStack
         images, voxel_size, source = _ArrayStack(arr), None, "<array>"
     try:
         n, (h, w) = len(images), images.image_shape
-        fixed = model_input_shape(net)
-        if fixed is not None and tuple(fixed) != (h, w):
-            raise ShapeError(f"the model expects {fixed[1]}×{fixed[0]} particles, the stack has {w}×{h}; "
-                             "re-extract or rescale the particles")
+        check_input_size(net, (h, w), "particles")  # before any work
         tgt = parse_target(target if target is not None else default_target(task or "denoise"), (h, w))
         first = torch.from_numpy(np.array(images[0:1], dtype=np.float32)).to(dev)[:, None]
         with torch.no_grad():
-            out_shape = tuple(net(_normalize(first) if normalize else first).shape)
+            out_shape = tuple(net(normalize_images(first) if normalize else first).shape)
         tgt.check(out_shape)
         if png_dir is not None:
             if png_dir.exists() and not png_dir.is_dir():
-                raise ParameterError(f"--png {png_dir} exists and is not a folder")
+                raise ParameterError(f"png_dir {png_dir} exists and is not a folder")
             stem = Path(source).stem if owned else "particle"
             pngs = [png_dir / f"{stem}_{i:06d}.png" for i in range(min(n, png_limit))]
             existing = [p for p in pngs if p.exists()]
             if existing and not force:
-                raise ParameterError(f"{existing[0]} exists; use --force to overwrite the PNGs")
+                raise ParameterError(f"{existing[0]} exists; pass force=True to overwrite the PNGs")
         provenance = {
             "cryoxplain_version": __version__,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -194,39 +184,29 @@ def explain_stack(model, stack, output, *, method: str, params: dict | None = No
         keep_maps, keep_inputs, keep_parts = [], [], []
         keep = max(png_limit if png_dir is not None else 0, html_limit if html is not None else 0)
         max_gap = None
-        with atomic_path(out_path, force=force, inputs=inputs_paths) as tmp:
-            import h5py
-
-            with h5py.File(tmp, "w") as hf:
-                for k, v in provenance.items():
-                    hf.attrs[k] = json.dumps(v, default=str) if isinstance(v, (dict, list)) or v is None else v
-                hf.attrs["provenance"] = json.dumps(provenance, default=str)
-                grp = hf.create_group("attribution")
-                for start, batch in images.batches(batch_size):
-                    x = torch.from_numpy(np.array(batch, dtype=np.float32)).to(dev)[:, None]
-                    if normalize:
-                        x = _normalize(x)
-                    explainer.index_offset = start
-                    att = explainer.attribute(net, x, tgt)
-                    if att.maps.shape != (x.shape[0], h, w):
-                        raise ShapeError(f"explainer {method} returned maps {att.maps.shape}, expected {(x.shape[0], h, w)}")
-                    if not np.isfinite(att.maps).all():
-                        raise ParameterError(f"explainer {method} produced NaN/infinite attributions for images "
-                                             f"{start}..{start + x.shape[0] - 1}; check the input and the parameters")
-                    att.model = att.model or model_desc
-                    att.to_hdf5(grp, start)
-                    gap = att.extras.get("completeness_gap")
-                    if gap is not None:
-                        g = float(np.max(np.abs(gap)))
-                        max_gap = g if max_gap is None else max(max_gap, g)
-                    if start < keep:
-                        m = min(x.shape[0], keep - start)
-                        keep_maps.append(att.maps[:m])
-                        keep_inputs.append(x[:m, 0].detach().cpu().numpy())
-                        keep_parts.append(_slice_attribution(att, m))
-                    if progress is not None:
-                        progress(start + x.shape[0], n)
-                grp.attrs["provenance"] = json.dumps(provenance, default=str)
+        root_attrs = dict(provenance, provenance=provenance)
+        with StreamingH5(out_path, root_attrs, force=force, inputs=inputs_paths) as hf:
+            grp = hf.create_group("attribution")
+            for start, batch in images.batches(batch_size):
+                x = torch.from_numpy(np.array(batch, dtype=np.float32)).to(dev)[:, None]
+                if normalize:
+                    x = normalize_images(x)
+                explainer.index_offset = start  # seeds image i's stream from (seed, start + i)
+                att = explainer.attribute(net, x, tgt)  # the template validates the maps
+                att.model = att.model or model_desc
+                att.to_hdf5(grp, start)
+                gap = att.extras.get("completeness_gap")
+                if gap is not None:
+                    g = float(np.max(np.abs(gap)))
+                    max_gap = g if max_gap is None else max(max_gap, g)
+                if start < keep:
+                    m = min(x.shape[0], keep - start)
+                    keep_maps.append(att.maps[:m])
+                    keep_inputs.append(x[:m, 0].detach().cpu().numpy())
+                    keep_parts.append(_slice_attribution(att, m))
+                if progress is not None:
+                    progress(start + x.shape[0], n)
+            grp.attrs["provenance"] = json.dumps(provenance, default=str)
         result = ExplainResult(out_path, n, method, dict(explainer.config), tgt.describe(), max_completeness_gap=max_gap)
         if png_dir is not None and keep_maps:
             from .render import render_overlay

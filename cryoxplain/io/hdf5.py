@@ -79,3 +79,64 @@ def read_h5(path: str | os.PathLike) -> tuple[dict, dict]:
 
         f.visititems(visit)
     return data, attrs
+
+
+# ------------------------------------------------------------------------------ streamed results
+def append_rows(group, name: str, arr, start: int) -> None:
+    """Write ``arr`` (first axis = images) into dataset ``name`` of an open h5py ``group`` at rows
+    ``start …``: created resizable on first use, grown as needed.  float64 is stored as float32."""
+    arr = np.asarray(arr)
+    if arr.dtype == np.float64:
+        arr = arr.astype(np.float32)
+    if name not in group:
+        group.create_dataset(name, data=arr, maxshape=(None,) + arr.shape[1:], chunks=True)
+        return
+    ds = group[name]
+    ds.resize(start + arr.shape[0], axis=0)
+    ds[start:start + arr.shape[0]] = arr
+
+
+def write_attribution(group, maps: np.ndarray, extras: dict, provenance: dict, start: int = 0) -> None:
+    """One batch of attribution maps ``(B, H, W)`` and extras into an open h5py ``group``.
+
+    Layout: ``maps`` (N, H, W) float32; ``extras/NAME`` for arrays whose first axis is the batch;
+    other extras (scalars, shared arrays) as attributes of ``extras`` (written with the first batch);
+    ``provenance`` (JSON) and ``method`` attributes of ``group``.
+    """
+    b = np.asarray(maps).shape[0]
+    append_rows(group, "maps", maps, start)
+    for k, v in extras.items():
+        arr = np.asarray(v)
+        if arr.ndim >= 1 and arr.shape[0] == b:
+            append_rows(group.require_group("extras"), k, arr, start)
+        elif start == 0:
+            group.require_group("extras").attrs[k] = arr
+    if start == 0:
+        group.attrs["provenance"] = json.dumps(_jsonable(provenance), default=str)
+        group.attrs["method"] = provenance.get("method", "")
+
+
+class StreamingH5:
+    """An HDF5 file written in pieces and published atomically: ``with StreamingH5(path) as f:``
+    yields an open ``h5py.File`` on a temporary sibling, renamed onto ``path`` when the block
+    succeeds (deleted on error).  ``attrs`` are written first: dicts/lists/None as JSON strings."""
+
+    def __init__(self, path: str | os.PathLike, attrs: dict | None = None, *, force: bool = False, inputs: tuple = ()):
+        self.path, self.attrs, self.force, self.inputs = Path(path), dict(attrs or {}), force, inputs
+
+    def __enter__(self) -> h5py.File:
+        self._ctx = atomic_path(self.path, force=self.force, inputs=self.inputs)
+        tmp = self._ctx.__enter__()
+        try:
+            self._file = h5py.File(tmp, "w")
+            for k, v in self.attrs.items():
+                self._file.attrs[k] = (json.dumps(_jsonable(v), default=str)
+                                       if isinstance(v, (dict, list, tuple)) or v is None else v)
+        except BaseException as exc:
+            self._ctx.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        return self._file
+
+    def __exit__(self, *exc):
+        self._file.close()
+        return self._ctx.__exit__(*exc)

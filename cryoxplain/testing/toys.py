@@ -26,7 +26,8 @@ from ..models.protocol import ModelBase
 from ..models.registry import ArchitectureSpec
 
 __all__ = ["TinyDenoiser", "TinyClassifier", "IsotropicBlur", "TOY_DENOISER", "TOY_CLASSIFIER", "TOY_BLUR",
-           "TOY_SPECS", "fit_toy_classifier"]
+           "TOY_SPECS", "fit_toy_classifier", "toy_denoiser", "toy_classifier", "toy_images",
+           "TOY_SIZE"]
 
 
 def _check_images(x: torch.Tensor, shape=None) -> None:
@@ -151,3 +152,40 @@ def fit_toy_classifier(model: nn.Module, images, labels, *, steps: int = 150, ba
     for p in model.parameters():
         p.requires_grad_(False)
     return model
+
+
+#: image size of :func:`toy_images` and :func:`toy_classifier`
+TOY_SIZE = 16
+
+
+def _init(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Weights from a fixed seed (without touching torch's global generator); eval mode, frozen."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(0.5 * torch.randn(p.shape, generator=g))
+    return model.eval().requires_grad_(False)
+
+
+def toy_denoiser(seed: int = 0) -> TinyDenoiser:
+    """A :class:`TinyDenoiser` (width 4) with fixed random weights, eval mode, frozen."""
+    return _init(TinyDenoiser(width=4), seed)
+
+
+def toy_classifier(seed: int = 1) -> TinyClassifier:
+    """A 3-class :class:`TinyClassifier` on 16×16 images with fixed random weights, eval mode, frozen."""
+    return _init(TinyClassifier(n_classes=3, width=4, image_shape=(TOY_SIZE, TOY_SIZE)), seed)
+
+
+def toy_images(n: int = 3, size: int = TOY_SIZE, seed: int = 2) -> torch.Tensor:
+    """``n`` normalised ``(n, 1, size, size)`` images: a Gaussian blob (its position varies) on noise."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32),
+                            indexing="ij")
+    out = []
+    for i in range(n):
+        cy, cx = size / 2 + (i - n / 2), size / 2 - (i % 3 - 1) * 2
+        blob = torch.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * (size / 6) ** 2))
+        img = blob + 0.3 * torch.randn((size, size), generator=g)
+        out.append((img - img.mean()) / img.std(unbiased=False))
+    return torch.stack(out)[:, None]

@@ -8,11 +8,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from cryoxplain.errors import ParameterError, ShapeError
+from cryoxplain.errors import ParameterError
 from cryoxplain.explain.base import Attribution, Explainer, Param, Target
-from cryoxplain.models.protocol import model_input_shape
 
-from .baselines import BASELINES, looks_normalized, make_baselines, to_tensor
+from cryoxplain.imaging.normalize import looks_normalized
+
+from .baselines import BASELINES, make_baselines, to_tensor
 from .heatmaps import REDUCERS, apply_window, reduce_path, transition_index, with_end_points
 from .optimize import OBJECTIVES, PathConfig, optimise_paths, path_values_and_grads, upsample
 from .projection import t_grid
@@ -76,11 +77,12 @@ class AblationPath(Explainer):
         Param("monotonise", str, "exact", "per-pixel L∞ monotonisation: exact (thesis Algorithm 1, numba) or "
               "fast (cummax/cummin, also L∞-optimal, less local)", choices=("exact", "fast")),
         Param("baseline", str, "blur", "x_BL: blur (smallest σ changing the class), noise (noise-only image with "
-              "the particle background's statistics), mean (stack/batch mean image), zero, file", choices=BASELINES),
+              "the particle background's statistics), mean (flat at the particle's mean), mean_image (mean "
+              "image of baseline_path), zero, file", choices=BASELINES),
         Param("baseline_sigma", float, 0.0, "fixed blur σ in pixels (0 = search the smallest flipping σ)", min=0.0),
         Param("baseline_sigma_min", float, 4.0, "smallest blur σ searched", min=0.0),
         Param("baseline_sigma_max", float, 100.0, "largest blur σ searched", min=0.0),
-        Param("baseline_path", str, "", "MRC image/stack for baseline=file or mean"),
+        Param("baseline_path", str, "", "MRC image/stack for baseline=file or mean_image"),
         Param("baseline_normalize", str, "auto", "normalise the baseline_path images per image, (x−μ)/σ, like "
               "the inputs; auto = when every input is normalised", choices=("auto", "on", "off")),
         Param("score", str, "auto", "F: probability (softmax of a logit target), raw (the target value) or auto",
@@ -89,17 +91,18 @@ class AblationPath(Explainer):
               "(straddle); auto = cav for straddle else clt", choices=REDUCERS),
         Param("window", str, "auto", "sin-window post-processing (Eq. 2.37); auto = on for single-path clt",
               choices=("auto", "on", "off")),
-        Param("eval_batch", int, 64, "images per forward/backward pass", min=1),
-        Param("seed", int, 0, "seed of the noise baseline"),
+        Param("internal_batch_size", int, 64, "images per forward/backward pass", min=1),
+        Param("seed", int, 0, "seed of the noise baseline (per image: image_seed(seed, index))"),
     )
+    renamed = {"eval_batch": "internal_batch_size"}
 
     def validate(self) -> None:
         if self.reducer == "cav" and self.objective != "straddle":
             raise ParameterError("reducer=cav needs objective=straddle (it contrasts the twin paths)")
         if self.baseline_sigma_max < self.baseline_sigma_min:
             raise ParameterError("baseline_sigma_max must be ≥ baseline_sigma_min")
-        if self.baseline == "file" and not self.baseline_path:
-            raise ParameterError("baseline=file needs baseline_path=FILE.mrc")
+        if self.baseline in ("file", "mean_image") and not self.baseline_path:
+            raise ParameterError(f"baseline={self.baseline} needs baseline_path=FILE.mrc")
 
     def path_config(self) -> PathConfig:
         c = self.config
@@ -107,18 +110,15 @@ class AblationPath(Explainer):
                           blur_sigma=c["blur_sigma"], regularise=c["regularise"], saturation=c["saturation"],
                           pinch=c["pinch"], step_sup=c["step_sup"], target_saturation=c["target_saturation"],
                           min_iters=c["min_iters"], max_iters=c["max_iters"], monotonise=c["monotonise"],
-                          eval_batch=c["eval_batch"])
+                          eval_batch=c["internal_batch_size"])
 
     # ------------------------------------------------------------------------------------------
     def make_score(self, model, target: Target, inputs: torch.Tensor):
-        """``(score(X, idx), classes or None, predict or None)`` for this model and target."""
-        if inputs.ndim != 4 or inputs.shape[1] != 1:
-            raise ShapeError(f"inputs must be (B, 1, H, W), got {tuple(inputs.shape)}")
-        shape = model_input_shape(model)
-        if shape is not None and tuple(shape) != tuple(inputs.shape[-2:]):
-            raise ShapeError(f"the model expects {tuple(shape)} images, the inputs are {tuple(inputs.shape[-2:])}")
-        if not torch.isfinite(inputs).all():
-            raise ParameterError("inputs contain NaN or infinite values")
+        """``(score(X, idx), classes or None, predict or None)`` for this model and target (inputs
+        checked by the template, :func:`cryoxplain.explain.base.check_inputs`)."""
+        from cryoxplain.explain.base import check_inputs
+
+        inputs = check_inputs(model, inputs)
         with torch.no_grad():
             out0 = model(inputs)
             target.check(tuple(out0.shape))
@@ -133,7 +133,7 @@ class AblationPath(Explainer):
             def predict(imgs: np.ndarray) -> np.ndarray:
                 x = torch.as_tensor(np.asarray(imgs, np.float32), device=inputs.device).unsqueeze(1)
                 with torch.no_grad():
-                    res = [model(x[s:s + self.eval_batch]).argmax(1) for s in range(0, len(x), self.eval_batch)]
+                    res = [model(x[s:s + self.internal_batch_size]).argmax(1) for s in range(0, len(x), self.internal_batch_size)]
                 return torch.cat(res).cpu().numpy()
 
         if classes is not None:
@@ -145,16 +145,14 @@ class AblationPath(Explainer):
                 return t(model(X))
         return score, classes, predict
 
-    def attribute(self, model: torch.nn.Module, inputs: torch.Tensor, target: Target) -> Attribution:
-        inputs = inputs.detach()
-        if hasattr(target, "bind"):
-            target = target.bind(model, inputs)   # e.g. "predicted class" fixed before ablating
+    def _attribute(self, f, inputs: torch.Tensor, ctx) -> Attribution:
+        model, target = ctx.model, ctx.target      # target bound by the template ("predicted" fixed)
         score, classes, predict = self.make_score(model, target, inputs)
         B, _, H, W = inputs.shape
         x_np = inputs[:, 0].cpu().numpy().astype(np.float32)
         x_bl_np, bl_sigma, flipped = make_baselines(
             self.baseline, x_np, predict=predict, sigma=self.baseline_sigma, sigma_min=self.baseline_sigma_min,
-            sigma_max=self.baseline_sigma_max, path=self.baseline_path, seed=self.seed,
+            sigma_max=self.baseline_sigma_max, path=self.baseline_path, generators=ctx.generators(inputs),
             normalize_file=self.baseline_normalize == "on" or (self.baseline_normalize == "auto"
                                                                and looks_normalized(x_np)))
         x_bl = to_tensor(x_bl_np, inputs).unsqueeze(1)
@@ -168,7 +166,7 @@ class AblationPath(Explainer):
         B = phi.shape[0]
         full = np.stack([with_end_points(p) for p in phi])                   # (B, T, h, w)
         ph = torch.as_tensor(full, dtype=torch.float64, device=inputs.device)
-        vals, _ = path_values_and_grads(score, inputs, x_bl, ph, self.eval_batch, need_grad=False)
+        vals, _ = path_values_and_grads(score, inputs, x_bl, ph, self.internal_batch_size, need_grad=False)
         top = None
         if classes is not None:
             T = full.shape[1]
@@ -176,9 +174,9 @@ class AblationPath(Explainer):
             flat = ph.reshape(B * T, *ph.shape[2:])
             tops = []
             with torch.no_grad():
-                for s in range(0, B * T, self.eval_batch):
-                    ii = idx[s:s + self.eval_batch]
-                    m = upsample(flat[s:s + self.eval_batch].to(inputs.dtype), tuple(inputs.shape[-2:])).unsqueeze(1)
+                for s in range(0, B * T, self.internal_batch_size):
+                    ii = idx[s:s + self.internal_batch_size]
+                    m = upsample(flat[s:s + self.internal_batch_size].to(inputs.dtype), tuple(inputs.shape[-2:])).unsqueeze(1)
                     x = inputs[ii] + m * (x_bl[ii] - inputs[ii])
                     tops.append(model(x).argmax(1) == classes[ii])
             top = torch.cat(tops).reshape(B, T).cpu().numpy()

@@ -65,30 +65,12 @@ def upsample(phi: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return out.reshape(*lead, *size)
 
 
-def gaussian_kernel1d(sigma: float, radius: int, dtype=torch.float64, device="cpu") -> torch.Tensor:
-    x = torch.arange(-radius, radius + 1, dtype=dtype, device=device)
-    k = torch.exp(-0.5 * (x / sigma) ** 2)
-    return k / k.sum()
-
-
 def blur2d(a: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of the last two axes, reflect boundary, truncated at 4σ (Eq. 2.24).
+    """Gaussian regularisation of the last two axes (Eq. 2.24): :func:`cryoxplain.imaging.filters.gaussian_blur`
+    with ``border="mirror"`` (torch's ``reflect`` pad, the border this optimiser always used)."""
+    from cryoxplain.imaging.filters import gaussian_blur
 
-    The radius is capped at the axis length − 1 (a requirement of reflect padding).
-    """
-    if sigma <= 0:
-        return a
-    lead, (h, w) = a.shape[:-2], a.shape[-2:]
-    x = a.reshape(-1, 1, h, w)
-    ry = min(int(math.ceil(4 * sigma)), h - 1)
-    rx = min(int(math.ceil(4 * sigma)), w - 1)
-    if ry > 0:
-        ky = gaussian_kernel1d(sigma, ry, a.dtype, a.device).view(1, 1, -1, 1)
-        x = tnf.conv2d(tnf.pad(x, (0, 0, ry, ry), mode="reflect"), ky)
-    if rx > 0:
-        kx = gaussian_kernel1d(sigma, rx, a.dtype, a.device).view(1, 1, 1, -1)
-        x = tnf.conv2d(tnf.pad(x, (rx, rx, 0, 0), mode="reflect"), kx)
-    return x.reshape(*lead, h, w)
+    return a if sigma <= 0 else gaussian_blur(a, sigma, border="mirror")
 
 
 def interpolate_images(x_tg: torch.Tensor, x_bl: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

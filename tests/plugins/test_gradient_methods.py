@@ -47,7 +47,7 @@ def test_ig_completeness_decreases_with_steps(x):
 
 
 def test_ig_gauss_legendre_converges_fast_on_denoiser(x):
-    att = create_explainer("integrated_gradients", steps=16, baseline="blur", blur_sigma=2).attribute(
+    att = create_explainer("integrated_gradients", steps=16, baseline="blur", baseline_sigma=2).attribute(
         _denoiser(), x, DiscEnergy())
     fx_fb = np.abs(att.extras["target_value"] - att.extras["baseline_value"])
     assert (np.abs(att.extras["completeness_gap"]) < 1e-4 * fx_fb + 1e-5).all()
@@ -64,8 +64,8 @@ def test_ig_matches_captum(x, rule, captum_rule):
     ours_baseline = baseline[0, 0].numpy()
     tgt = ClassLogit(2)
     ig = create_explainer("integrated_gradients", steps=20, rule=rule, internal_batch_size=7)
-    ig._baseline_image = torch.from_numpy(ours_baseline)
-    ig.config["baseline"] = "<test image>"
+    ig._images = ours_baseline[None]  # a file baseline, without writing the file
+    ig.config["baseline"] = "file"
     ours = ig.attribute(model, x, tgt).maps
     ref = CaptumIG(lambda inp: model(inp)[:, 2]).attribute(
         x, baselines=baseline.expand_as(x), n_steps=20, method=captum_rule, internal_batch_size=7)
@@ -78,7 +78,7 @@ def test_smoothgrad_matches_captum_noise_tunnel(x, squared):
 
     model = _classifier(2)
     xi = x[:1]
-    sg = create_explainer("smoothgrad", samples=16, noise_level=0.2, squared=squared, seed=7, internal_batch_size=5)
+    sg = create_explainer("smoothgrad", n_samples=16, noise_level=0.2, squared=squared, seed=7, internal_batch_size=5)
     ours = sg.attribute(model, xi, ClassLogit(0)).maps
     sigma = float(0.2 * (xi.max() - xi.min()))
     torch.manual_seed(image_seed(7, 0))  # Captum draws its noise from the global generator: reuse our draws
@@ -92,13 +92,13 @@ def test_smoothgrad_matches_captum_noise_tunnel(x, squared):
 def test_smoothgrad_independent_of_batching(x):
     model = _classifier(3)
     x3 = torch.cat([x, x[:1] * 0.5])
-    together = create_explainer("smoothgrad", samples=6, internal_batch_size=4).attribute(model, x3, PredictedClass()).maps
+    together = create_explainer("smoothgrad", n_samples=6, internal_batch_size=4).attribute(model, x3, PredictedClass()).maps
     for i in range(3):
-        sg = create_explainer("smoothgrad", samples=6, internal_batch_size=64)
+        sg = create_explainer("smoothgrad", n_samples=6, internal_batch_size=64)
         sg.index_offset = i
         alone = sg.attribute(model, x3[i:i + 1], PredictedClass()).maps
         assert np.allclose(alone[0], together[i], atol=1e-6)
-    other_seed = create_explainer("smoothgrad", samples=6, seed=1).attribute(model, x3, PredictedClass()).maps
+    other_seed = create_explainer("smoothgrad", n_samples=6, seed=1).attribute(model, x3, PredictedClass()).maps
     assert not np.allclose(other_seed, together)
 
 
@@ -134,20 +134,24 @@ def test_ig_baselines(x, tmp_path):
 
     model = _denoiser()
     tgt = PixelOutput(6, 5)
-    for b in ("zero", "mean", "blur"):
+    for b in ("zero", "mean", "blur", "noise"):
         att = create_explainer("integrated_gradients", steps=8, baseline=b).attribute(model, x, tgt)
         assert att.maps.shape == (2, 12, 12) and np.isfinite(att.maps).all()
     ref = np.full((12, 12), 0.25, np.float32)
     write_mrc(tmp_path / "b.mrc", ref)
-    ig = create_explainer("integrated_gradients", steps=8, baseline=str(tmp_path / "b.mrc"))
+    ig = create_explainer("integrated_gradients", steps=8, baseline="file", baseline_path=str(tmp_path / "b.mrc"))
     assert torch.allclose(ig.baselines(x), torch.full_like(x, 0.25))
+    with pytest.warns(DeprecationWarning, match="baseline=PATH"):  # the old form, for one release
+        old = create_explainer("integrated_gradients", steps=8, baseline=str(tmp_path / "b.mrc"))
+    assert old.config["baseline"] == "file" and torch.allclose(old.baselines(x), torch.full_like(x, 0.25))
     att = ig.attribute(model, x, tgt)
     assert abs(att.extras["completeness_gap"]).max() < 1e-3
     with pytest.raises(ParameterError, match="neither"):
         create_explainer("integrated_gradients", baseline="nope.mrc")
     write_mrc(tmp_path / "small.mrc", np.zeros((8, 8), np.float32))
     with pytest.raises(ShapeError, match="8×8"):
-        create_explainer("integrated_gradients", baseline=str(tmp_path / "small.mrc")).attribute(model, x, tgt)
+        create_explainer("integrated_gradients", baseline="file",
+                         baseline_path=str(tmp_path / "small.mrc")).attribute(model, x, tgt)
     with pytest.raises(ParameterError, match="unknown quadrature"):
         create_explainer("integrated_gradients", rule="simpson")
     assert create_explainer("integrated_gradients", rule="Gauss-Legendre").config["rule"] == "gauss_legendre"
@@ -166,8 +170,11 @@ def test_predicted_class_is_fixed_by_the_input(x):
 
 def test_inputs_checked():
     model = _denoiser()
-    with pytest.raises(ShapeError):
-        create_explainer("gradient").attribute(model, torch.zeros(2, 12, 12), DiscEnergy())
+    with pytest.raises(ShapeError):  # two channels
+        create_explainer("gradient").attribute(model, torch.zeros(2, 2, 12, 12), DiscEnergy())
+    # an image (H, W) or a stack (B, H, W) is a batch (imaging.as_image_batch), explained as (B, 1, H, W)
+    assert create_explainer("gradient").attribute(model, torch.zeros(2, 12, 12), DiscEnergy()).maps.shape == (2, 12, 12)
+    assert create_explainer("gradient").attribute(model, np.zeros((12, 12)), "pixel:3,4").maps.shape == (1, 12, 12)
     bad = torch.zeros(1, 1, 12, 12)
     bad[0, 0, 3, 3] = float("nan")
     with pytest.raises(ParameterError, match="NaN"):

@@ -53,6 +53,9 @@ def test_plugin_from_entry_point_metadata_is_found_and_runs(doc_plugin):
     g = create_explainer("gradient").attribute(model, x, PixelOutput(4, 5)).maps
     assert np.allclose(att.maps, (x[:, 0].numpy() - 0.5) * g, atol=1e-6)
     assert att.provenance["params"] == {"reference_value": 0.5}
+    from cryoxplain.testing import check_explainer
+
+    check_explainer(cls)  # the documented example passes the conformance suite
 
 
 def test_plugin_listed_and_run_by_cli(doc_plugin, tmp_path):

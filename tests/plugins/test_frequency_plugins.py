@@ -74,7 +74,7 @@ def test_plugins_registered_and_documented():
             assert p.help, (name, p.name)
             assert p.name in cls.__doc__ or p.name in ("internal_batch_size", "seed", "keep_levels",
                                                        "scale_bands", "statistic", "method", "base",
-                                                       "ig_rule", "sg_noise")
+                                                       "rule", "noise_level")
 
 
 # ------------------------------------------------------------------------------------------ spectrum
@@ -138,10 +138,10 @@ def test_lowpass_box_keeps_expected_fraction_of_white_noise():
 def test_blur_matches_scipy_gaussian_filter():
     from scipy import ndimage
 
-    from cryoxplain_plugins.blur_ig import gaussian_blur
+    from cryoxplain.imaging.filters import gaussian_blur  # the blur Blur IG uses (border="zero")
     x = images(3, 20)
     sig = [0.0, 0.7, 5.3]
-    out = gaussian_blur(x, sig)
+    out = gaussian_blur(x, sig, border="zero")
     for i, s in enumerate(sig):
         ref = x[i, 0].numpy() if s == 0 else ndimage.gaussian_filter(x[i, 0].numpy(), s, mode="constant")
         np.testing.assert_allclose(out[i, 0].numpy(), ref, atol=1e-12)
@@ -282,7 +282,7 @@ def test_smoothgrad_zero_noise_equals_gradient():
         np.testing.assert_allclose(sq.maps, g * g, rtol=1e-6, atol=1e-12)
     # σ → 0 on a smooth model: the O(σ²) bias vanishes
     tiny = create_explainer("spectral_lens", method="smoothgrad", combination="additive", level=1e-6,
-                            max_noise_std=1.0, samples=32).attribute(model, x, tgt)
+                            max_noise_std=1.0, n_samples=32).attribute(model, x, tgt)
     assert np.abs(tiny.maps - g).max() <= 1e-5 * np.abs(g).max()
 
 
@@ -307,7 +307,7 @@ def test_spectral_lens_quadratic_closed_form():
     tgt = Target.from_callable(lambda o: o[:, 0], "f")
     x = images(2, n)
     samples = 400
-    a = create_explainer("spectral_lens", max_noise_std=s, samples=samples, sample_batch=100, min_change=0.0,
+    a = create_explainer("spectral_lens", max_noise_std=s, n_samples=samples, sample_batch=100, min_change=0.0,
                          keep_levels=True, prior="beta").attribute(model, x, tgt)
     alphas = a.extras["levels"][0].astype(np.float64)
     z = x.flatten(1)
@@ -344,7 +344,7 @@ def test_standard_level_and_first_order_sign():
     assert a_batch[0] == a_batch[1]
     # first-order SpectralLens is the *negated* sum of SmoothGrads (paper §3.1.1) — pinned
     model, tgt, x = classifier(), class_target(), images()
-    kw = dict(max_noise_std=0.5, samples=8, sample_batch=8, keep_levels=True, levels=3)
+    kw = dict(max_noise_std=0.5, n_samples=8, sample_batch=8, keep_levels=True, levels=3)
     first = create_explainer("spectral_lens", statistic="first", **kw).attribute(model, x, tgt)
     np.testing.assert_allclose(first.maps, -first.extras["level_maps"].sum(1), rtol=1e-5, atol=1e-12)
 
@@ -352,7 +352,7 @@ def test_standard_level_and_first_order_sign():
 def test_spectral_lens_reproducible_and_noise_scale():
     from cryoxplain_plugins.spectral_lens import noise_scale
     model, tgt, x = classifier(), class_target(), images()
-    kw = dict(samples=16, levels=4)
+    kw = dict(n_samples=16, levels=4)
     a1 = create_explainer("spectral_lens", seed=3, **kw).attribute(model, x, tgt)
     a2 = create_explainer("spectral_lens", seed=3, **kw).attribute(model, x, tgt)
     np.testing.assert_array_equal(a1.maps, a2.maps)
@@ -382,7 +382,7 @@ def test_spectral_lens_reproducible_and_noise_scale():
 def test_lowpass_gradient_spectrum_and_base_maps():
     model, tgt, x = classifier(n=32), class_target(), images(2, 32)
     for base in ("gradient", "grad_input", "integrated_gradients", "smoothgrad", "vargrad"):
-        a = create_explainer("lowpass_gradient", base=base, cutoff=5, sg_samples=8, ig_steps=8).attribute(model, x, tgt)
+        a = create_explainer("lowpass_gradient", base=base, cutoff=5, n_samples=8, steps=8).attribute(model, x, tgt)
         raw, filt = a.extras["unfiltered"], a.maps
         np.testing.assert_allclose(filt, lowpass_filter(raw.astype(np.float64), 5.0), atol=1e-6 * np.abs(raw).max())
         pre = attribution_spectrum(raw, average=False, include_corners=True)
@@ -432,7 +432,7 @@ def test_select_cutoff_prefers_filtering_noisy_maps():
 
 
 # ----------------------------------------------------------------- all four on both kinds of target
-CHEAP = {"blur_ig": dict(max_sigma=6.0, steps=12), "spectral_lens": dict(samples=4, sample_batch=4, levels=3),
+CHEAP = {"blur_ig": dict(max_sigma=6.0, steps=12), "spectral_lens": dict(n_samples=4, sample_batch=4, levels=3),
          "lowpass_gradient": dict(cutoff_selection="batch", grid_step=4), "spectral_ig": dict(steps=12)}
 
 
@@ -468,7 +468,8 @@ def test_user_errors(name):
     with pytest.raises(ParameterError):
         create_explainer(name, no_such_param=1)
     with pytest.raises(ShapeError):
-        create_explainer(name, **CHEAP[name]).attribute(model, torch.zeros(2, 16, 16, dtype=torch.float64), tgt)
+        # two channels (a (B, H, W) stack is a valid batch since the template's as_image_batch)
+        create_explainer(name, **CHEAP[name]).attribute(model, torch.zeros(2, 2, 16, 16, dtype=torch.float64), tgt)
     bad = images()
     bad[0, 0, 3, 3] = float("nan")
     with pytest.raises(ParameterError):
@@ -490,9 +491,9 @@ def test_noise_methods_do_not_depend_on_batching():
     """Per-image noise streams seeded from (seed, stack index), per-image stopping: explaining a
     particle alone (with its stack index) gives the same map as explaining it in a batch."""
     model, tgt, x = classifier(), class_target(), images(3)
-    for name, kw in (("spectral_lens", dict(max_noise_std=0.5, samples=24, sample_batch=4, min_change=0.05, levels=3)),
-                     ("spectral_lens", dict(method="smoothgrad_sq", level=0.3, max_noise_std=0.5, samples=8)),
-                     ("lowpass_gradient", dict(base="smoothgrad", sg_samples=6))):
+    for name, kw in (("spectral_lens", dict(max_noise_std=0.5, n_samples=24, sample_batch=4, min_change=0.05, levels=3)),
+                     ("spectral_lens", dict(method="smoothgrad_sq", level=0.3, max_noise_std=0.5, n_samples=8)),
+                     ("lowpass_gradient", dict(base="smoothgrad", n_samples=6))):
         ex = create_explainer(name, seed=7, **kw)
         whole = ex.attribute(model, x, tgt)
         ex.index_offset = 2
@@ -558,7 +559,7 @@ def test_smoothgrad_is_a_band_pass_and_pixel_ranks_flip():
     sg = {}
     for sigma in (0.01, 0.5):
         a = create_explainer("spectral_lens", method="smoothgrad", combination="additive", level=sigma,
-                             max_noise_std=1.0, samples=samples, sample_batch=1000, min_change=0.0,
+                             max_noise_std=1.0, n_samples=samples, sample_batch=1000, min_change=0.0,
                              internal_batch_size=4000).attribute(model, x, tgt)
         expect = omegas * np.exp(-(sigma * omegas) ** 2 / 2)
         # per-pixel standard error of the mean of ω cos(ω ε)

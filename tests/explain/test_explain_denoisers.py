@@ -54,7 +54,7 @@ def test_every_target_on_real_denoisers(data, target, model, monkeypatch):
 def test_ig_completeness_on_shipped_denoiser(data):
     d, particles = data
     explain_stack("default", particles[:2], d / "ig.h5", method="integrated_gradients",
-                  params={"steps": 16, "baseline": "blur", "blur_sigma": 4}, target="reference:" + str(d / "ref.mrc"),
+                  params={"steps": 16, "baseline": "blur", "baseline_sigma": 4}, target="reference:" + str(d / "ref.mrc"),
                   device="cpu")
     _, extras, _ = read_attributions(d / "ig.h5")
     fx_fb = np.abs(extras["target_value"] - extras["baseline_value"])

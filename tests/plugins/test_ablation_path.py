@@ -14,6 +14,8 @@ from ablation_toy import DISC_CENTRE, DISC_RADIUS, SIZE, train_toy
 from cryoxplain.errors import ParameterError, ShapeError
 from cryoxplain.explain.base import Target
 from cryoxplain.explain.registry import create_explainer, get_explainer
+from cryoxplain.imaging.filters import gaussian_blur
+from cryoxplain.imaging.normalize import looks_normalized, normalize_images
 from cryoxplain_plugins.ablation_path import AblationPath
 from cryoxplain_plugins.ablation_path import baselines as bl
 from cryoxplain_plugins.ablation_path import heatmaps as hmod
@@ -150,7 +152,7 @@ def test_theorem5_first_gradient_is_integrated_gradients(toy):
 
     model, x1, _ = toy
     x = torch.from_numpy(x1[:2]).unsqueeze(1)
-    xb = torch.from_numpy(bl.gaussian_blur_np(x1[0], 6.0)[None].repeat(2, 0)).unsqueeze(1)
+    xb = torch.from_numpy(gaussian_blur(x1[0], 6.0)[None].repeat(2, 0)).unsqueeze(1)
     N = 12
     alphas = np.arange(1, N + 1) / N                   # captum riemann_right: α_k = k/N
     ts = 1 - alphas                                    # our path runs target → baseline: t = 1 − α
@@ -294,30 +296,36 @@ def test_blur_baseline_is_minimal_flip(toy):
     img, sigma, flipped = bl.minimal_flip_blur(x1[0], predict)
     assert flipped and 4.0 <= sigma <= 100.0
     assert predict(img[None])[0] != predict(x1[:1])[0]
-    assert predict(bl.gaussian_blur_np(x1[0], sigma / 1.02)[None])[0] == predict(x1[:1])[0]
+    assert predict(gaussian_blur(x1[0], sigma / 1.02)[None])[0] == predict(x1[:1])[0]
 
 
 def test_cryoem_baselines(toy, tmp_path):
+    # baselines of explain.baselines (one meaning per name): mean = flat at the image's own mean,
+    # mean_image = the mean image of a stack file (formerly ablation_path's "mean"), noise seeded
+    # per image; background = outside the inscribed disc about the box centre N // 2
+    from cryoxplain.explain.baselines import noise_baseline
+    from cryoxplain.explain.base import image_seed
+
     model, x1, _ = toy
-    rng = np.random.default_rng(0)
-    img = x1[0]
-    nb = bl.noise_baseline(img, rng)
+    img = torch.from_numpy(x1[:1]).unsqueeze(1)
+    gens = [torch.Generator().manual_seed(image_seed(0, 0))]
+    nb = noise_baseline(img, gens)[0, 0].numpy()
     yy, xx = np.mgrid[:SIZE, :SIZE]
-    bg = img[np.hypot(yy - 15.5, xx - 15.5) > 16]
+    bg = x1[0][np.hypot(yy - SIZE // 2, xx - SIZE // 2) > SIZE / 2]
     assert abs(nb.std() - bg.std()) < 0.1 and abs(nb.mean() - bg.mean()) < 0.1
     out, _, _ = bl.make_baselines("mean", x1[:4])
-    np.testing.assert_allclose(out[0], x1[:4].mean(0), atol=1e-6)
+    np.testing.assert_allclose(out[1], np.full((SIZE, SIZE), x1[1].mean()), atol=1e-6)
     with pytest.raises(ParameterError):
-        bl.make_baselines("mean", x1[:1])
+        bl.make_baselines("mean_image", x1[:1])      # needs a file
     from cryoxplain.io.mrc import write_mrc
     f = tmp_path / "stack.mrcs"
     write_mrc(f, x1[:5], voxel_size=1.0)
-    out, _, _ = bl.make_baselines("mean", x1[:2], path=str(f))
+    out, _, _ = bl.make_baselines("mean_image", x1[:2], path=str(f))
     np.testing.assert_allclose(out[1], x1[:5].mean(0), atol=1e-5)
-    xn = bl.normalize_per_image(x1[:2])
-    assert bl.looks_normalized(xn) and not bl.looks_normalized(x1[:2] + 1)
-    out, _, _ = bl.make_baselines("mean", xn, path=str(f), normalize_file=True)
-    np.testing.assert_allclose(out[0], bl.normalize_per_image(x1[:5]).mean(0), atol=1e-5)
+    xn = normalize_images(x1[:2])
+    assert looks_normalized(xn) and not looks_normalized(x1[:2] + 1)
+    out, _, _ = bl.make_baselines("mean_image", xn, path=str(f), normalize_file=True)
+    np.testing.assert_allclose(out[0], normalize_images(x1[:5]).mean(0), atol=1e-5)
     bad = tmp_path / "bad.mrcs"
     write_mrc(bad, np.zeros((2, 8, 8), np.float32), voxel_size=1.0)
     with pytest.raises(ShapeError):
@@ -363,8 +371,8 @@ def test_denoiser_target_and_extras(toy, tmp_path):
         a.to_hdf5(h.create_group("ablation"))
     with h5py.File(tmp_path / "a.h5") as h:
         assert h["ablation/extras/path"].shape == (3, 16, 16, 16)
-    with pytest.raises(ShapeError):
-        ex.attribute(den, x[:, 0], tgt)
+    with pytest.raises(ShapeError):  # (B, H, W) is a valid stack since the template: use 2 channels
+        ex.attribute(den, x.expand(-1, 2, -1, -1), tgt)
     ex.write_html(a, x, tmp_path / "den.html")          # raw scores, NaN baseline σ → null
     assert '"baseline_sigma":null' in (tmp_path / "den.html").read_text()
 
