@@ -468,8 +468,7 @@ def test_cli_explain_writes_viewer(tmp_path, toy):
     from cryoxplain.io.mrc import write_mrc
     from cryoxplain.models import registry
 
-    if "explain" not in COMMANDS or "classifier" not in registry.architectures():
-        pytest.skip("explain CLI / classifier architecture not merged yet")
+    assert "explain" in COMMANDS and "classifier" in registry.architectures()
     torch.manual_seed(0)
     cfg = {"n_classes": 2, "image_shape": [SIZE, SIZE]}
     model = registry.build_model("classifier", **cfg)
@@ -496,12 +495,10 @@ def test_straddle_localises_the_arms_of_the_two_complex_classifier(tmp_path):
     """On explainer-core's two-complex particle classifier (complex B = A + two arms), the
     boundary-straddling reduction Θ_cav is highest on the distinguishing arms.  Also documents
     the trust flag: no blur σ flips this classifier's answer, so no class transition exists."""
-    try:
-        import classify_helpers as ch
-        from cryoxplain.explain.targets import ClassLogit
-        from cryoxplain.train.classify import normalize_images, train_classifier
-    except ImportError:
-        pytest.skip("particle classifier (explainer-core) not merged yet")
+    import classify_helpers as ch
+    from cryoxplain.classify.train import train_classifier
+    from cryoxplain.explain.targets import ClassLogit
+    from cryoxplain.imaging.normalize import normalize_images
     from cryoxplain.io.mrc import write_mrc
     from cryoxplain.models.registry import load_model
 
