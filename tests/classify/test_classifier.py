@@ -99,7 +99,7 @@ def test_training_errors(tmp_path):
 
 
 def test_simulated_sources_from_the_simulator():
-    sim = pytest.importorskip("cryoxplain.sim.simulate", reason="cryoxplain.sim not merged yet")
+    import cryoxplain.sim.simulate as sim
     from cryoxplain.sim import phantom
     from cryoxplain.classify.train import simulate_labelled
 

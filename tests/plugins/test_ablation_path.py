@@ -168,12 +168,7 @@ def test_theorem5_first_gradient_is_integrated_gradients(toy):
 def test_theorem5_against_cryoxplain_integrated_gradients(toy):
     """Same statement against the project's own ``integrated_gradients`` plugin (zero baseline,
     raw logit target, right Riemann rule): the affine-start retaining gradient is −IG."""
-    from cryoxplain.errors import PluginError
-
-    try:
-        ig = create_explainer("integrated_gradients", steps=10, rule="riemann_right", baseline="zero")
-    except PluginError:
-        pytest.skip("integrated_gradients plugin not installed (explainer-core not merged)")
+    ig = create_explainer("integrated_gradients", steps=10, rule="riemann_right", baseline="zero")
     model, x1, _ = toy
     x = torch.from_numpy(x1[:2]).unsqueeze(1)
     tgt = logit1()
