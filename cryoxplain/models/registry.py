@@ -384,3 +384,22 @@ def require_architecture(arch: str, task: str) -> ArchitectureSpec:
     if archs[arch] != task:
         raise ParameterError(f"architecture {arch!r} is a {archs[arch]} model, not a {what}")
     return get_architecture(arch)
+
+
+def describe_architectures() -> str:
+    """Human-readable listing of every discovered architecture (task, origin; broken ones with their error)."""
+    recs = list_architectures()
+    if not recs:
+        return f"no architectures installed (entry-point group {GROUP})"
+    lines = []
+    for rec in recs:
+        ep = rec.entry_point
+        origin = (f"{ep.value}, from {getattr(getattr(ep, 'dist', None), 'name', None) or '?'}" if ep is not None
+                  else "registered at run time")
+        if not rec.ok:
+            lines.append(f"{rec.name}  [BROKEN]  ({origin})")
+            lines.append(f"    error: {rec.error}")
+            continue
+        desc = f" — {rec.spec.description}" if rec.spec.description else ""
+        lines.append(f"{rec.name}  [{rec.spec.task}]  ({origin}){desc}")
+    return "\n".join(lines)
