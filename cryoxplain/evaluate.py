@@ -370,30 +370,26 @@ def _json_default(o):
 def write_experiment_results(results: dict, out) -> None:
     """Write ``results.h5`` (per-epoch histories), ``summary.json`` (final numbers, claims) and
     ``fig_<experiment>.png`` into the folder ``out`` (overwriting)."""
-    import h5py
-
     from .io.atomic import atomic_path
+    from .io.hdf5 import write_h5
     from .metrics.plots import plot_training_histories
 
     out = Path(out)
 
-    with atomic_path(out / "results.h5", force=True) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["config"] = json.dumps(results["config"])
-            f.attrs["seed"] = results["seed"]
-            f.attrs["models"] = json.dumps(results["models"], default=_json_default)
-            f.attrs["description"] = ("per-epoch histories (row 0 = before training) of the spiral-vs-cartesian "
-                                      "experiments (thesis §7.4); equivariance = mean E(theta) over off-grid angles")
-            for exp, per_model in results["experiments"].items():
-                g = f.create_group(exp)
-                g.attrs.update({k: v for k, v in EXPERIMENTS[exp].items()})
-                g.attrs["simulation"] = json.dumps(results["sim"].get(exp, {}), default=_json_default)
-                for name, hist in per_model.items():
-                    gm = g.create_group(name)
-                    gm.attrs["arch"] = results["models"][name]["arch"]
-                    gm.attrs["n_params"] = results["models"][name]["n_params"]
-                    for col, v in hist.items():
-                        gm.create_dataset(col, data=np.asarray(v, dtype=np.float64))
+    datasets, groups = {}, {}
+    for exp, per_model in results["experiments"].items():
+        groups[exp] = dict(EXPERIMENTS[exp], simulation=json.dumps(results["sim"].get(exp, {}), default=_json_default))
+        for name, hist in per_model.items():
+            groups[f"{exp}/{name}"] = {"arch": results["models"][name]["arch"],
+                                       "n_params": results["models"][name]["n_params"]}
+            for col, v in hist.items():
+                datasets[f"{exp}/{name}/{col}"] = np.asarray(v, dtype=np.float64)
+    write_h5(out / "results.h5", datasets, {
+        "config": json.dumps(results["config"]), "seed": results["seed"],
+        "models": json.dumps(results["models"], default=_json_default),
+        "description": ("per-epoch histories (row 0 = before training) of the spiral-vs-cartesian "
+                        "experiments (thesis §7.4); equivariance = mean E(theta) over off-grid angles")},
+        force=True, compression=None, group_attrs=groups)
     summary = {"config": results["config"], "models": results["models"], "claims": results["claims"],
                "final": {exp: {m: {k: float(v[-1]) for k, v in h.items()} for m, h in pm.items()}
                          for exp, pm in results["experiments"].items()},

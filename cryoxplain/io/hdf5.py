@@ -35,8 +35,12 @@ def _jsonable(obj):
 
 
 def write_h5(path: str | os.PathLike, datasets: dict, attrs: dict | None = None, *, force: bool = False,
-             inputs: tuple = (), compression: str | None = "gzip") -> Path:
-    """Write ``datasets`` (name → array) and ``attrs`` (JSON-able dict) atomically to ``path``."""
+             inputs: tuple = (), compression: str | None = "gzip", group_attrs: dict | None = None) -> Path:
+    """Write ``datasets`` (name → array) and ``attrs`` (JSON-able dict) atomically to ``path``.
+
+    Dataset names may contain ``/`` (``"exp/model/loss"``): the groups are created.  ``group_attrs``
+    maps a group path to attributes set on that group (values h5py can store: numbers, strings).
+    """
     attrs = _jsonable(dict(attrs or {}))
     with atomic_path(path, force=force, inputs=inputs) as tmp:
         with h5py.File(tmp, "w") as f:
@@ -53,6 +57,10 @@ def write_h5(path: str | os.PathLike, datasets: dict, attrs: dict | None = None,
                 else:
                     comp = compression if arr.size > 1024 else None
                     f.create_dataset(name, data=arr, compression=comp)
+            for group, gattrs in (group_attrs or {}).items():
+                g = f.require_group(group)
+                for k, v in gattrs.items():
+                    g.attrs[k] = v
     return Path(path)
 
 
