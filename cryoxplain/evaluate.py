@@ -359,26 +359,19 @@ def check_claims(results: dict) -> list[dict]:
     return out
 
 
-def _json_default(o):
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(type(o).__name__)
-
-
 def write_experiment_results(results: dict, out) -> None:
     """Write ``results.h5`` (per-epoch histories), ``summary.json`` (final numbers, claims) and
     ``fig_<experiment>.png`` into the folder ``out`` (overwriting)."""
     from .io.atomic import atomic_path
     from .io.hdf5 import write_h5
+    from .io.jsonutil import json_default
     from .metrics.plots import plot_training_histories
 
     out = Path(out)
 
     datasets, groups = {}, {}
     for exp, per_model in results["experiments"].items():
-        groups[exp] = dict(EXPERIMENTS[exp], simulation=json.dumps(results["sim"].get(exp, {}), default=_json_default))
+        groups[exp] = dict(EXPERIMENTS[exp], simulation=json.dumps(results["sim"].get(exp, {}), default=json_default))
         for name, hist in per_model.items():
             groups[f"{exp}/{name}"] = {"arch": results["models"][name]["arch"],
                                        "n_params": results["models"][name]["n_params"]}
@@ -386,7 +379,7 @@ def write_experiment_results(results: dict, out) -> None:
                 datasets[f"{exp}/{name}/{col}"] = np.asarray(v, dtype=np.float64)
     write_h5(out / "results.h5", datasets, {
         "config": json.dumps(results["config"]), "seed": results["seed"],
-        "models": json.dumps(results["models"], default=_json_default),
+        "models": json.dumps(results["models"], default=json_default),
         "description": ("per-epoch histories (row 0 = before training) of the spiral-vs-cartesian "
                         "experiments (thesis §7.4); equivariance = mean E(theta) over off-grid angles")},
         force=True, compression=None, group_attrs=groups)
@@ -396,7 +389,7 @@ def write_experiment_results(results: dict, out) -> None:
                "epoch0": {exp: {m: {k: float(v[0]) for k, v in h.items()} for m, h in pm.items()}
                           for exp, pm in results["experiments"].items()}}
     with atomic_path(out / "summary.json", force=True) as tmp:
-        tmp.write_text(json.dumps(summary, indent=2, default=_json_default, allow_nan=True))
+        tmp.write_text(json.dumps(summary, indent=2, default=json_default, allow_nan=True))
     cfg = results["config"]
     for exp, per_model in results["experiments"].items():
         plot_training_histories(per_model, out / f"fig_{exp}.png", force=True, title=(

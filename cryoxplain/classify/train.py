@@ -34,7 +34,7 @@ from ..imaging.augment import AUGMENTATIONS, random_symmetry
 from ..imaging.normalize import NORMALIZATION, normalize_images
 from ..training import (Callback, Task, TrainConfig, data_checksum, fit, prepare_outputs,
                         seeded_model)
-from ..training.checkpoint import jsonable
+from ..io.jsonutil import jsonable
 from ..training.data import load_images
 
 __all__ = ["AUGMENTATIONS", "ClassifierResult", "ClassifyTask", "DEFAULT_CONFIG", "confusion_matrix", "load_labelled",

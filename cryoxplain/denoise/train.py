@@ -32,7 +32,7 @@ from ..imaging.augment import AUGMENTATIONS, random_symmetry
 from ..imaging.normalize import NORMALIZATION, denormalize, normalize
 from ..training import (Callback, Task, TrainConfig, checkpoint_path_for, data_checksum, fit,
                         history_path_for, load_checkpoint, prepare_outputs, read_history, seeded_model)
-from ..training.checkpoint import jsonable
+from ..io.jsonutil import jsonable
 from ..training.data import load_images
 from ..utils import resolve_device
 

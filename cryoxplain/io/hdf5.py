@@ -21,17 +21,9 @@ JSON_ATTR = "cryoxplain_json"
 
 
 def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
+    from .jsonutil import jsonable
+
+    return jsonable(obj)
 
 
 def write_h5(path: str | os.PathLike, datasets: dict, attrs: dict | None = None, *, force: bool = False,

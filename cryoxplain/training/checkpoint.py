@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..io.jsonutil import json_default, jsonable
 from ..errors import ParameterError
 from ..io.atomic import atomic_path
 
@@ -56,23 +57,6 @@ def data_checksum(*arrays) -> str:
         digest.update(f"{a.dtype.str}{a.shape}".encode())
         digest.update(a.tobytes())
     return digest.hexdigest()
-
-
-def json_default(o):
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, (tuple, set)):
-        return list(o)
-    if isinstance(o, os.PathLike):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def jsonable(d):
-    """``d`` with numpy scalars, tuples and paths turned into plain JSON values."""
-    return json.loads(json.dumps(d, default=json_default, allow_nan=True))
 
 
 def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer,

@@ -29,7 +29,7 @@ def add_row(history: dict, row: dict) -> None:
 
 def write_history(path: str | os.PathLike, history: dict, attrs: dict | None = None) -> None:
     """Write (replace) the history file atomically."""
-    from .checkpoint import jsonable
+    from ..io.jsonutil import jsonable
 
     datasets = {k: np.asarray(v, dtype=np.float64) for k, v in history.items()}
     write_h5(path, datasets, jsonable({**(attrs or {}), "columns": list(history)}), force=True, compression=None)
