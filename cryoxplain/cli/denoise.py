@@ -26,19 +26,26 @@ from .common import batch_size_option, device_option, force_option, pixel_size_o
               "(.mrc stacks with ispg=1, as cryoSPARC and cryoDRGN write).")
 @project_dir_option
 @pixel_size_option
+@click.option("--bin", "bin_factor", type=click.IntRange(min=1), default=None,
+              help="Micrographs: Fourier-bin by this factor (1: denoise at the native sampling) "
+                   "[default: bin to the model's training pixel size].")
+@click.option("--upsample", is_flag=True,
+              help="Micrographs: Fourier-pad the denoised result back to the input size and pixel size.")
 @force_option
 def denoise(inputs, output, model, batch_size, device, patch_size, padding, fmt, suffix, stack, project_dir,
-            pixel_size, force):
+            pixel_size, bin_factor, upsample, force):
     """Denoise particle stacks (.mrcs), micrographs (2D .mrc) and particle sets (RELION .star, cryoSPARC .cs).
 
-    Stacks are streamed batch by batch (bounded memory); micrographs are normalised once and tiled.
-    The voxel size is kept.  A particle file gives denoised stacks plus a particle file identical to
+    Stacks are streamed batch by batch (bounded memory).  Micrographs are read at their own pixel
+    size (header or --pixel-size), Fourier-binned to the model's training pixel size (--bin
+    overrides), normalised once, tiled, and written at the binned size and voxel size (--upsample:
+    back at the input size).  A particle file gives denoised stacks plus a particle file identical to
     the input except the image names, in the -o folder.  Library: cryoxplain.denoise.denoise_files.
     """
     from ..denoise import denoise_files
 
     outs = denoise_files(inputs, output, model, batch_size=batch_size, device=device, patch_size=patch_size,
                          padding=padding, force=force, fmt=fmt, suffix=suffix, stack=stack or None,
-                         project_dir=project_dir, pixel_size=pixel_size)
+                         project_dir=project_dir, pixel_size=pixel_size, bin=bin_factor, upsample=upsample)
     for p in outs:
         click.echo(f"wrote {p}")

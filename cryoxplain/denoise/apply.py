@@ -39,8 +39,8 @@ from ..models.protocol import inference_form, model_input_shape, model_receptive
 from ..models.registry import load_model
 from ..utils import resolve_device
 
-__all__ = ["Denoiser", "FORMATS", "denoise_file", "denoise_files", "denoise_micrograph", "denoise_particles",
-           "denoise_stack"]
+__all__ = ["Binning", "Denoiser", "FORMATS", "denoise_file", "denoise_files", "denoise_micrograph", "denoise_particles",
+           "denoise_stack", "plan_binning"]
 
 FORMATS = ("mrc", "tiff", "png")
 DEFAULT_PATCH = 1024
@@ -66,6 +66,11 @@ class Denoiser:
         self._net = inference_form(self.model).to(self.device)
         self.input_shape = model_input_shape(self.model)
         self.receptive_radius = model_receptive_radius(self.model)
+
+    @property
+    def model_pixel_size(self) -> float | None:
+        """The pixel size (Å/px) the model was trained at, ``None`` when unknown or for a bare module."""
+        return self.info.pixel_size if self.info is not None else None
 
     @property
     def name(self) -> str:
@@ -227,27 +232,123 @@ def _write_image(path: Path, image: np.ndarray, voxel_size, fmt: str, force: boo
             Image.fromarray(u8, mode="L").save(tmp, format="PNG")
 
 
+@dataclass
+class Binning:
+    """How a micrograph is resampled before denoising (:func:`plan_binning`).
+
+    The centred ``crop`` (rows, cols) of the input is Fourier-binned to ``shape``; the binned
+    pixel size is ``pixel_size`` (Å/px, ``None`` when unknown); ``factor`` 1 means no binning.
+    """
+
+    factor: float
+    crop: tuple
+    shape: tuple
+    pixel_size: float | None
+    reason: str = ""
+
+    @property
+    def binned(self) -> bool:
+        return tuple(self.shape) != tuple(self.crop)
+
+
+def plan_binning(shape, pixel_size: float | None, model_pixel_size: float | None, bin: float | None = None,
+                 where: str = "micrograph") -> Binning:
+    """The Fourier binning of a micrograph of ``shape`` at ``pixel_size`` (Å/px) for a model
+    trained at ``model_pixel_size``.
+
+    ``bin`` (≥ 1) forces a factor (1: no binning); otherwise the factor is
+    ``model_pixel_size / pixel_size`` when both are known and it is > 1 (a micrograph already
+    coarser than the model's sampling is denoised as it is, with a warning).  The binned size is
+    ``floor(H / f) × floor(W / f)`` and the input is first cropped (centred) to
+    ``round(h·f) × round(w·f)`` so both axes get the same pixel size (exact for integer factors;
+    within 0.5/h relative otherwise).
+    """
+    h, w = int(shape[0]), int(shape[1])
+    if bin is not None:
+        if not (np.isfinite(bin) and bin >= 1):
+            raise ParameterError(f"bin must be ≥ 1, got {bin}")
+        f, reason = float(bin), f"bin={bin:g}"
+    elif model_pixel_size is None:
+        return Binning(1.0, (h, w), (h, w), pixel_size, "the model records no training pixel size")
+    elif pixel_size is None:
+        warnings.warn(f"{where}: pixel size unknown (voxel size 0 in the header); denoised at its own "
+                      f"sampling, although the model was trained at {model_pixel_size:g} Å/px — give "
+                      "pixel_size=... to bin it to the model's sampling, or bin=1 to silence this", UserWarning,
+                      stacklevel=3)
+        return Binning(1.0, (h, w), (h, w), None, "pixel size unknown")
+    else:
+        f = model_pixel_size / pixel_size
+        reason = f"{pixel_size:g} Å/px → the model's {model_pixel_size:g} Å/px"
+        if f < 1 - 1e-3:
+            warnings.warn(f"{where}: sampled at {pixel_size:g} Å/px, coarser than the model's training "
+                          f"{model_pixel_size:g} Å/px; denoised at its own sampling (not up-sampled)",
+                          UserWarning, stacklevel=3)
+            return Binning(1.0, (h, w), (h, w), pixel_size, "coarser than the model")
+        if f <= 1 + 1e-3:
+            return Binning(1.0, (h, w), (h, w), pixel_size, "at the model's sampling")
+    nh, nw = int(h // f), int(w // f)
+    if nh < 1 or nw < 1:
+        raise ParameterError(f"{where}: {h}×{w} px binned by {f:g} leaves no pixels")
+    ch, cw = min(h, int(round(nh * f))), min(w, int(round(nw * f)))
+    px = None if pixel_size is None else pixel_size * 0.5 * (ch / nh + cw / nw)
+    return Binning(f, (ch, cw), (nh, nw), px, reason)
+
+
+def _centre_crop(img: np.ndarray, crop: tuple) -> tuple[np.ndarray, tuple]:
+    h, w = img.shape
+    y0, x0 = (h - crop[0]) // 2, (w - crop[1]) // 2
+    return img[y0:y0 + crop[0], x0:x0 + crop[1]], (y0, x0)
+
+
 def denoise_micrograph(input_path: str | os.PathLike, output_path: str | os.PathLike, model="default", *,
                        device: str = "auto", patch_size: int = DEFAULT_PATCH, padding: int | None = None,
-                       force: bool = False, fmt: str = "mrc") -> Path:
-    """Denoise a single-image MRC file (micrograph) with tiling; write MRC (voxel size kept), TIFF or PNG."""
+                       force: bool = False, fmt: str = "mrc", pixel_size: float | None = None,
+                       bin: float | None = None, upsample: bool = False) -> Path:
+    """Denoise a single-image MRC file (micrograph) with tiling; write MRC (voxel size kept), TIFF or PNG.
+
+    Micrographs at their own sampling: the pixel size is ``pixel_size`` (Å/px) or the header's; by
+    default the micrograph is Fourier-binned (:func:`cryoxplain.imaging.fourier.fourier_crop`) to
+    the model's training pixel size (:attr:`cryoxplain.models.registry.ModelInfo.pixel_size`;
+    :func:`plan_binning`), denoised in tiles, and written at the binned size with the binned voxel
+    size.  ``bin=N`` forces the factor (``bin=1``: native sampling); ``upsample=True`` Fourier-pads
+    the result back to the input size and voxel size (the few cropped edge pixels repeat the edge).
+    """
+    from ..imaging.fourier import fourier_crop, fourier_pad
+
     if fmt not in FORMATS:
         raise ParameterError(f"unknown output format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if pixel_size is not None and not (np.isfinite(pixel_size) and pixel_size > 0):
+        raise ParameterError(f"pixel_size must be a positive number of Å, got {pixel_size}")
     check_output(output_path, force=force, inputs=(input_path,))
     den = _as_denoiser(model, device)
     with open_stack(input_path) as st:
         if len(st) != 1:
             raise InputFileError(f"{input_path}: holds {len(st)} images; a micrograph file holds one")
-        img, vs = st[0], st.voxel_size
+        px = pixel_size if pixel_size is not None else st.voxel_size
+        plan = plan_binning(st.image_shape, px, den.model_pixel_size, bin, where=str(input_path))
+        if plan.binned:
+            img = fourier_crop(_centre_crop(st[0], plan.crop)[0], plan.shape)  # one float32 copy + its FFT
+        else:
+            img = st[0]
+        shape = st.image_shape
     res = den.denoise_micrograph(img, patch_size, padding)
-    _write_image(Path(output_path), res, vs, fmt, force, (input_path,))
+    del img
+    out_px = plan.pixel_size
+    if plan.binned and upsample:
+        up = fourier_pad(res, plan.crop)
+        y0, x0 = (shape[0] - plan.crop[0]) // 2, (shape[1] - plan.crop[1]) // 2
+        res = np.pad(up, ((y0, shape[0] - plan.crop[0] - y0), (x0, shape[1] - plan.crop[1] - x0)), mode="edge")
+        out_px = px
+    _write_image(Path(output_path), res, out_px, fmt, force, (input_path,))
     return Path(output_path)
 
 
 def denoise_file(input_path, output_path, model="default", *, batch_size: int = 64, device: str = "auto",
                  patch_size: int = DEFAULT_PATCH, padding: int | None = None, force: bool = False,
-                 fmt: str = "mrc", progress: bool | None = None, stack: bool | None = None) -> Path:
-    """Denoise one MRC file: a stack with :func:`denoise_stack`, a single image with :func:`denoise_micrograph`.
+                 fmt: str = "mrc", progress: bool | None = None, stack: bool | None = None,
+                 pixel_size: float | None = None, bin: float | None = None, upsample: bool = False) -> Path:
+    """Denoise one MRC file: a stack with :func:`denoise_stack`, a single image with :func:`denoise_micrograph`
+    (``pixel_size``, ``bin``, ``upsample`` as there).
 
     ``stack=True`` reads the file as a particle stack whatever its header says (``.mrc`` with ``ispg=1``).
     """
@@ -261,7 +362,8 @@ def denoise_file(input_path, output_path, model="default", *, batch_size: int = 
                              patch_size=patch_size, padding=padding, force=force, progress=progress,
                              stack=stack)
     return denoise_micrograph(input_path, output_path, model, device=device, patch_size=patch_size,
-                              padding=padding, force=force, fmt=fmt)
+                              padding=padding, force=force, fmt=fmt, pixel_size=pixel_size, bin=bin,
+                              upsample=upsample)
 
 
 @dataclass
@@ -296,14 +398,17 @@ def plan_outputs(inputs: Sequence, output, fmt: str = "mrc", suffix: str = "") -
 def denoise_files(inputs: Iterable, output, model="default", *, batch_size: int = 64, device: str = "auto",
                   patch_size: int = DEFAULT_PATCH, padding: int | None = None, force: bool = False,
                   fmt: str = "mrc", suffix: str | None = None, progress: bool | None = None, stack: bool | None = None,
-                  project_dir=None, pixel_size: float | None = None) -> list[Path]:
+                  project_dir=None, pixel_size: float | None = None, bin: float | None = None,
+                  upsample: bool = False) -> list[Path]:
     """Denoise several files; every input and output is checked before anything is written.
 
     MRC files: ``output`` is the output file (one input) or folder; ``stack=True`` reads every
     input as a particle stack (``.mrc`` with ``ispg=1``).  Particle files (RELION ``.star``,
     cryoSPARC ``.cs``; not mixed with MRC inputs): ``output`` is a folder (created if missing)
     receiving, per file, the denoised stacks and ``STEM{suffix or "_denoised"}.star``/``.cs``
-    (:func:`denoise_particles`; ``project_dir``, ``pixel_size`` as there).
+    (:func:`denoise_particles`; ``project_dir``, ``pixel_size`` as there).  Micrographs are
+    Fourier-binned to the model's training pixel size unless ``bin`` says otherwise
+    (:func:`denoise_micrograph`: ``pixel_size``, ``bin``, ``upsample``).
     """
     from ..io.particles import is_particle_file
 
@@ -343,7 +448,8 @@ def denoise_files(inputs: Iterable, output, model="default", *, batch_size: int 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FileQuirkWarning)
             done.append(denoise_file(j.src, j.dst, den, batch_size=batch_size, patch_size=patch_size,
-                                     padding=padding, force=force, fmt=fmt, progress=progress, stack=stack))
+                                     padding=padding, force=force, fmt=fmt, progress=progress, stack=stack,
+                                     pixel_size=pixel_size, bin=bin, upsample=upsample))
     return done
 
 
