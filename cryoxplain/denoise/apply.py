@@ -43,6 +43,7 @@ __all__ = ["Binning", "Denoiser", "FORMATS", "denoise_file", "denoise_files", "d
            "denoise_stack", "plan_binning"]
 
 FORMATS = ("mrc", "tiff", "png")
+COARSER_WARNING = 0.9  # warn when a micrograph's pixel is > 10 % larger than the model's
 DEFAULT_PATCH = 1024
 
 
@@ -258,7 +259,8 @@ def plan_binning(shape, pixel_size: float | None, model_pixel_size: float | None
 
     ``bin`` (≥ 1) forces a factor (1: no binning); otherwise the factor is
     ``model_pixel_size / pixel_size`` when both are known and it is > 1 (a micrograph already
-    coarser than the model's sampling is denoised as it is, with a warning).  The binned size is
+    coarser than the model's sampling is denoised as it is, with a warning when it is more than
+    10 % coarser).  The binned size is
     ``floor(H / f) × floor(W / f)`` and the input is first cropped (centred) to
     ``round(h·f) × round(w·f)`` so both axes get the same pixel size (exact for integer factors;
     within 0.5/h relative otherwise).
@@ -279,12 +281,12 @@ def plan_binning(shape, pixel_size: float | None, model_pixel_size: float | None
     else:
         f = model_pixel_size / pixel_size
         reason = f"{pixel_size:g} Å/px → the model's {model_pixel_size:g} Å/px"
-        if f < 1 - 1e-3:
+        if f < COARSER_WARNING:
             warnings.warn(f"{where}: sampled at {pixel_size:g} Å/px, coarser than the model's training "
                           f"{model_pixel_size:g} Å/px; denoised at its own sampling (not up-sampled)",
                           UserWarning, stacklevel=3)
             return Binning(1.0, (h, w), (h, w), pixel_size, "coarser than the model")
-        if f <= 1 + 1e-3:
+        if f <= 1 + 1e-3:  # at (or up to 10 % coarser than) the model's sampling: as it is
             return Binning(1.0, (h, w), (h, w), pixel_size, "at the model's sampling")
     nh, nw = int(h // f), int(w // f)
     if nh < 1 or nw < 1:

@@ -106,3 +106,15 @@ def test_evaluate_explain_take_a_star(relion_project):
         assert r.exit_code == 2 and "not found" in r.output, (args, r.output)
     assert not any((relion_project / n).exists() for n in ("p.png", "att2.h5", "m2.safetensors"))
     assert read_mrc(relion_project / "gone.mrcs")[0].shape == (105, 64, 64)
+
+
+def test_real_sample_data_star(shared_data):
+    from pathlib import Path
+
+    sample = Path(__file__).resolve().parents[2] / "sample_data"
+    ps = open_particles(sample / "epu_particles.star")  # stack found next to the STAR
+    assert len(ps) == 24 and ps.box == 64 and ps.pixel_size == pytest.approx(5.122653)
+    real = read_mrc(shared_data / STACK)[0]
+    assert all(any(np.array_equal(img, r) for r in real) for img in ps.read()[:3])
+    mic, px = read_mrc(sample / "epu_bin6_crop.mrc")
+    assert mic.shape == (320, 320) and px == pytest.approx(5.122653)
