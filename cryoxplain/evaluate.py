@@ -72,9 +72,13 @@ def evaluate_snr_files(clean, estimate, noisy=None, mask="disc", pixel_size: flo
 def evaluate_stack_equivariance(stack, model="default", *, n_images: int = 64, n_offgrid: int = 8,
                                 seed: int = 0, device: str = "auto", batch_size: int = 64,
                                 method: str = "fft", angles_deg: Sequence[float] | None = None,
-                                radius: float | None = None, taper: float | None = None
+                                radius: float | None = None, taper: float | None = None,
+                                project_dir=None, stack_header: bool | None = None
                                 ) -> tuple[EquivarianceReport, object]:
-    """Equivariance report of a saved model on (a seeded random subset of) an MRC particle stack.
+    """Equivariance report of a saved model on (a seeded random subset of) an MRC particle stack
+    or the particles a RELION ``.star`` / cryoSPARC ``.cs`` file lists (stacks resolved against
+    ``project_dir``; :func:`cryoxplain.io.particles.open_images`; ``stack_header=True`` reads an
+    MRC file as a stack whatever its header says).
 
     ``model``: a model file or shipped model name (default: the shipped ``default`` model), loaded by
     :func:`cryoxplain.models.registry.load_model`; denoisers get E(θ), classifiers the invariance
@@ -87,7 +91,7 @@ def evaluate_stack_equivariance(stack, model="default", *, n_images: int = 64, n
     """
     from .imaging.masks import disc_mask
     from .imaging.normalize import normalize
-    from .io.mrc import open_stack
+    from .io.particles import open_images
     from .models.registry import load_model
     from .utils import resolve_device
 
@@ -95,13 +99,13 @@ def evaluate_stack_equivariance(stack, model="default", *, n_images: int = 64, n
         raise ParameterError(f"n_images must be >= 1, got {n_images}")
     dev = resolve_device(device)
     net, info = load_model(model, device=dev)
-    with open_stack(stack) as st:
+    with open_images(stack, project_dir=project_dir, stack=stack_header) as st:
         h, w = st.image_shape
         if h != w:
             raise ShapeError(f"{stack}: images are {h}x{w}; equivariance is measured on square boxes")
         n = len(st)
         idx = np.arange(n) if n <= n_images else np.sort(np.random.default_rng(seed).choice(n, n_images, replace=False))
-        imgs = np.stack([st[int(i)] for i in idx])
+        imgs = st[idx]
     x = normalize(torch.from_numpy(imgs)[:, None])[0]
     mask = None
     if radius is not None or taper is not None:

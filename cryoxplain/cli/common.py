@@ -10,6 +10,13 @@ seed_option = click.option("--seed", type=int, default=0, show_default=True, hel
 force_option = click.option("--force", is_flag=True, help="Overwrite existing output files.")
 batch_size_option = click.option("--batch-size", "-b", type=click.IntRange(min=1), default=64, show_default=True,
                                  help="Images per batch (memory stays bounded by this).")
+project_dir_option = click.option(
+    "--project-dir", type=click.Path(file_okay=False), default=None,
+    help="Particle files: directory the stack paths are relative to, as in RELION "
+         "(default: the current directory, then the STAR/.cs file's folder).")
+pixel_size_option = click.option(
+    "--pixel-size", type=click.FloatRange(min=0, min_open=True), default=None,
+    help="Pixel size in Å/px, overriding the file headers and the STAR/.cs metadata.")
 
 
 class LazyGroup(click.Group):

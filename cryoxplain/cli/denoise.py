@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import click
 
-from .common import batch_size_option, device_option, force_option
+from .common import batch_size_option, device_option, force_option, pixel_size_option, project_dir_option
 
 
 @click.command("denoise")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(),
-              help="Output file (one input) or folder (several inputs; created if missing).")
+              help="Output file (one input) or folder (several inputs, or particle files; created if missing).")
 @click.option("-m", "--model", default="default", show_default=True,
               help="Model file (.safetensors) or the name of a shipped model.")
 @batch_size_option
@@ -20,17 +20,32 @@ from .common import batch_size_option, device_option, force_option
               help="Context (px) added around each tile; default and minimum: the model's receptive radius.")
 @click.option("--format", "fmt", type=click.Choice(["mrc", "tiff", "png"]), default="mrc", show_default=True,
               help="Output format for micrographs (stacks are always MRC; PNG is an 8-bit preview).")
-@click.option("--suffix", default="", help="Appended to each output file stem when -o is a folder.")
+@click.option("--suffix", default=None,
+              help="Appended to each output file stem when -o is a folder (particle files: default _denoised).")
+@click.option("--stack", is_flag=True, help="Read MRC inputs as particle stacks whatever the header says "
+              "(.mrc stacks with ispg=1, as cryoSPARC and cryoDRGN write).")
+@project_dir_option
+@pixel_size_option
+@click.option("--bin", "bin_factor", type=click.IntRange(min=1), default=None,
+              help="Micrographs: Fourier-bin by this factor (1: denoise at the native sampling) "
+                   "[default: bin to the model's training pixel size].")
+@click.option("--upsample", is_flag=True,
+              help="Micrographs: Fourier-pad the denoised result back to the input size and pixel size.")
 @force_option
-def denoise(inputs, output, model, batch_size, device, patch_size, padding, fmt, suffix, force):
-    """Denoise particle stacks (.mrcs) and micrographs (2D .mrc).
+def denoise(inputs, output, model, batch_size, device, patch_size, padding, fmt, suffix, stack, project_dir,
+            pixel_size, bin_factor, upsample, force):
+    """Denoise particle stacks (.mrcs), micrographs (2D .mrc) and particle sets (RELION .star, cryoSPARC .cs).
 
-    Stacks are streamed batch by batch (bounded memory); micrographs are normalised once and tiled.
-    The voxel size is kept.  Library: cryoxplain.denoise.denoise_files.
+    Stacks are streamed batch by batch (bounded memory).  Micrographs are read at their own pixel
+    size (header or --pixel-size), Fourier-binned to the model's training pixel size (--bin
+    overrides), normalised once, tiled, and written at the binned size and voxel size (--upsample:
+    back at the input size).  A particle file gives denoised stacks plus a particle file identical to
+    the input except the image names, in the -o folder.  Library: cryoxplain.denoise.denoise_files.
     """
     from ..denoise import denoise_files
 
     outs = denoise_files(inputs, output, model, batch_size=batch_size, device=device, patch_size=patch_size,
-                         padding=padding, force=force, fmt=fmt, suffix=suffix)
+                         padding=padding, force=force, fmt=fmt, suffix=suffix, stack=stack or None,
+                         project_dir=project_dir, pixel_size=pixel_size, bin=bin_factor, upsample=upsample)
     for p in outs:
         click.echo(f"wrote {p}")

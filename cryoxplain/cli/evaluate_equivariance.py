@@ -10,7 +10,7 @@ import json
 
 import click
 
-from .common import batch_size_option, device_option, force_option, seed_option
+from .common import batch_size_option, device_option, force_option, seed_option, project_dir_option
 
 
 class _Degrees(click.ParamType):
@@ -44,13 +44,16 @@ class _Degrees(click.ParamType):
               help="Raised-cosine mask edge in pixels (0: hard disc) [default: box/8].")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write a PNG of the error vs angle.")
+@click.option("--stack", "stack_header", is_flag=True,
+              help="Read an MRC file as a particle stack whatever its header says (.mrc with ispg=1).")
+@project_dir_option
 @seed_option
 @device_option
 @batch_size_option
 @force_option
-def equivariance(stack, model, n_images, n_offgrid, angles, method, radius, taper, as_json, plot, seed, device,
-                 batch_size, force):
-    """Rotation-equivariance error of MODEL on particles of STACK.
+def equivariance(stack, model, n_images, n_offgrid, angles, method, radius, taper, as_json, plot, stack_header,
+                 project_dir, seed, device, batch_size, force):
+    """Rotation-equivariance error of MODEL on particles of STACK (MRC stack, RELION .star or cryoSPARC .cs).
 
     E(θ) = ‖M⊙(F(R_θ x) − R_θ F(x))‖ / ‖M⊙R_θ F(x)‖ (M: disc inscribed in the box with a tapered
     edge, pooled over images) at 90/180/270° (exact rotations) and at random off-grid angles
@@ -68,7 +71,8 @@ def equivariance(stack, model, n_images, n_offgrid, angles, method, radius, tape
         check_output(plot, force=force, inputs=(stack,))
     rep, info = evaluate_stack_equivariance(stack, model, n_images=n_images, n_offgrid=n_offgrid, seed=seed,
                                             device=device, batch_size=batch_size, method=method,
-                                            angles_deg=angles, radius=radius, taper=taper)
+                                            angles_deg=angles, radius=radius, taper=taper,
+                                            project_dir=project_dir, stack_header=stack_header or None)
     if plot:
         plot_equivariance(rep, plot, force=force, title=f"{info.arch} model on {click.format_filename(stack)}")
     if as_json:

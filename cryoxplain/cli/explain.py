@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import device_option, force_option, seed_option
+from .common import device_option, force_option, project_dir_option, seed_option
 
 
 class KeyValue(click.ParamType):
@@ -43,12 +43,14 @@ TARGET_HELP = ("What to explain: class:K, predicted, pixel:X,Y, roi:MASK.mrc, ro
               help="Particles shown in the HTML viewer.")
 @click.option("--batch-size", "-b", type=click.IntRange(min=1), default=16, show_default=True,
               help="Particles per explainer call (memory stays bounded by this and the method's internal batch).")
+@project_dir_option
 @device_option
 @seed_option
 @force_option
 def explain(stack, model, method, params, target, output, png_dir, png_limit, html, html_limit, batch_size,
-            device, seed, force):
-    """Explain MODEL's output on every particle of STACK with an attribution METHOD.
+            project_dir, device, seed, force):
+    """Explain MODEL's output on every particle of STACK (MRC stack, RELION .star or cryoSPARC .cs)
+    with an attribution METHOD.
 
     Attributions stream into OUTPUT (HDF5 with provenance); a positive value means that raising
     the pixel (or moving it from the baseline to its value) raises the target.
@@ -71,7 +73,7 @@ def explain(stack, model, method, params, target, output, png_dir, png_limit, ht
         res = explain_stack(model, stack, output, method=method, params=dict(params), target=target,
                             batch_size=batch_size, device=device, seed=seed, force=force, png_dir=png_dir,
                             png_limit=png_limit, html=html, html_limit=html_limit,
-                            progress=progress if sys.stderr.isatty() else None)
+                            progress=progress if sys.stderr.isatty() else None, project_dir=project_dir)
     finally:
         if bar is not None:
             bar.close()

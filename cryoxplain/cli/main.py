@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "classify": "classify:classify",
     "explain": "explain:explain",
     "plugins": "plugins:plugins",
+    "relion-external": "relion_external:relion_external",
 }
 
 

@@ -88,7 +88,7 @@ def explain_stack(model, stack, output, *, method: str, params: dict | None = No
                   batch_size: int = 16, device: str = "auto", seed: int = 0, force: bool = False,
                   png_dir: str | os.PathLike | None = None, png_limit: int = 32,
                   html: str | os.PathLike | None = None, html_limit: int = 16,
-                  normalize: bool | None = None, progress=None) -> ExplainResult:
+                  normalize: bool | None = None, progress=None, project_dir=None) -> ExplainResult:
     """Explain every image of ``stack`` with explainer ``method``; write ``output`` (HDF5).
 
     Parameters
@@ -97,7 +97,9 @@ def explain_stack(model, stack, output, *, method: str, params: dict | None = No
         A model file, a shipped model name (``default``) or a module (set ``module.task``
         to ``"denoise"``/``"classify"`` to pick the default target and normalisation).
     stack : str, path or array
-        MRC/MRCS file, or a float array ``(N, H, W)`` / ``(H, W)``.
+        MRC/MRCS file, a particle file (RELION ``.star``, cryoSPARC ``.cs``: the particles it
+        lists, in file order; stacks resolved against ``project_dir``), or a float array
+        ``(N, H, W)`` / ``(H, W)``.
     method, params
         Explainer name (entry point) and its parameters (strings are parsed by the declarations).
         A declared ``seed`` parameter defaults to ``seed``.
@@ -117,7 +119,7 @@ def explain_stack(model, stack, output, *, method: str, params: dict | None = No
         Optional callable ``progress(done, total)``.
     """
     from .. import __version__
-    from ..io.mrc import open_stack
+    from ..io.particles import open_images
     from ..utils import resolve_device, seed_everything
 
     t0 = time.perf_counter()
@@ -147,7 +149,7 @@ def explain_stack(model, stack, output, *, method: str, params: dict | None = No
 
     owned = isinstance(stack, (str, os.PathLike))
     if owned:
-        images = open_stack(stack)
+        images = open_images(stack, project_dir=project_dir)
         voxel_size, source = images.voxel_size, str(stack)
     else:
         from ..imaging.batch import as_image_stack

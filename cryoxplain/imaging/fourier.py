@@ -1,4 +1,5 @@
-"""Fourier rings: the radial binning shared by FRC and by attribution power spectra.
+"""Fourier rings (the radial binning shared by FRC and by attribution power spectra) and Fourier
+resampling (:func:`fourier_crop` / :func:`fourier_pad`: binning and un-binning micrographs).
 
 For an ``H × W`` image with ``n = min(H, W)``, the DFT bin at frequency ``(f_y, f_x)`` (cycles per
 pixel, :func:`numpy.fft.fftfreq` order, origin at bin 0 — pixel ``N // 2`` after ``fftshift``) lies
@@ -12,7 +13,8 @@ import numpy as np
 
 from ..errors import ShapeError
 
-__all__ = ["ring_index", "n_rings", "ring_frequencies", "rfft_weights", "ring_sums", "frequency_radius"]
+__all__ = ["ring_index", "n_rings", "ring_frequencies", "rfft_weights", "ring_sums", "frequency_radius",
+           "fourier_crop", "fourier_pad"]
 
 
 def _hw(shape) -> tuple[int, int]:
@@ -94,3 +96,65 @@ def frequency_radius(shape, *, rfft: bool = False) -> np.ndarray:
     fy = np.fft.fftfreq(h)[:, None]
     fx = (np.fft.rfftfreq(w) if rfft else np.fft.fftfreq(w))[None, :]
     return np.sqrt(fy ** 2 + fx ** 2)
+
+
+# ---------------------------------------------------------------- Fourier resampling
+
+def _resample(image, shape, grow: bool) -> np.ndarray:
+    """Keep (or zero-pad to) the centred ``shape`` block of the DFT of ``image``; values keep their units."""
+    import scipy.fft
+
+    x = np.asarray(image)
+    if x.ndim != 2:
+        raise ShapeError(f"Fourier resampling takes one 2D image, got shape {x.shape}")
+    h, w = x.shape
+    nh, nw = int(shape[0]), int(shape[1])
+    if nh < 1 or nw < 1:
+        raise ShapeError(f"target shape must be positive, got {nh}x{nw}")
+    if (grow and (nh < h or nw < w)) or (not grow and (nh > h or nw > w)):
+        raise ShapeError(f"{'fourier_pad' if grow else 'fourier_crop'}: cannot go from {h}x{w} to {nh}x{nw}")
+    work = np.float64 if x.dtype == np.float64 else np.float32
+    spec = scipy.fft.rfft2(x.astype(work, copy=False), workers=-1)
+    sh, sw = min(h, nh), min(w, nw)  # the kept block: rows k = -(sh // 2) … sh - sh // 2 - 1, cols 0 … sw // 2
+    out = np.zeros((nh, nw // 2 + 1), spec.dtype)
+    lo, hi = sh // 2, sh - sh // 2  # rows 0 … hi-1 and the last lo rows
+    out[:hi, :sw // 2 + 1] = spec[:hi, :sw // 2 + 1]
+    if lo:
+        out[-lo:, :sw // 2 + 1] = spec[-lo:, :sw // 2 + 1]
+    # an even size's Nyquist row/column stands for ±N/2 at once: split it when growing, fold both
+    # sides into it when cropping, so that fourier_crop(fourier_pad(x)) == x
+    if sh % 2 == 0:
+        if grow and nh > h:
+            out[-lo] *= 0.5
+            out[lo] = out[-lo]
+        elif not grow and nh < h:
+            out[-lo, :sw // 2 + 1] += spec[lo, :sw // 2 + 1]
+    if sw % 2 == 0:
+        c = sw // 2
+        if grow and nw > w:
+            out[:, c] *= 0.5
+        elif not grow and nw < w:
+            col = out[:, c].copy()
+            out[:, c] = col + np.conj(col[(-np.arange(nh)) % nh])
+    del spec
+    res = scipy.fft.irfft2(out, s=(nh, nw), workers=-1)
+    res *= (nh * nw) / (h * w)  # rfft2/irfft2 scaling: the mean (and local values) are kept
+    return res.astype(work, copy=False)
+
+
+def fourier_crop(image, shape) -> np.ndarray:
+    """Fourier binning: keep the centred ``shape = (h, w)`` block of the DFT of a 2D ``image``.
+
+    The result samples the same field of view on an ``h × w`` grid (pixel size × ``H/h``, ``W/w``),
+    band-limited to its new Nyquist frequency — no aliasing, unlike real-space averaging.  The
+    block is centred on the DFT origin (pixel ``N // 2`` after ``fftshift``, docs/conventions.md):
+    frequencies ``-(h // 2) … h - h // 2 - 1`` along each axis.  Values keep their units (the mean
+    is preserved).  float32 in, float32 out (float64 stays float64); memory ~ the real FFT of the input.
+    """
+    return _resample(image, shape, grow=False)
+
+
+def fourier_pad(image, shape) -> np.ndarray:
+    """Fourier up-sampling, the inverse of :func:`fourier_crop`: zero-pad the DFT of a 2D ``image``
+    to ``shape`` (the same field of view on a finer grid, no new frequencies)."""
+    return _resample(image, shape, grow=True)

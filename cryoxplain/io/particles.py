@@ -44,7 +44,8 @@ from .atomic import check_output
 from .mrc import ImageStack, RunningStats, StackWriter, sniff
 from .star import StarTable, read_star, rewrite_star_text
 
-__all__ = ["ParticleSet", "ParticleSetWriter", "is_particle_file", "open_particles", "write_particle_set"]
+__all__ = ["ParticleSet", "ParticleSetWriter", "ParticleStack", "is_particle_file", "open_images", "open_particles",
+           "write_particle_set"]
 
 PARTICLE_SUFFIXES = (".star", ".cs")
 FALLBACK_PARENTS = 3  # relative stack paths are also tried against this many folders above the file's
@@ -164,6 +165,11 @@ class ParticleSet:
             acc.add(b)
         return acc.result()
 
+    def as_stack(self) -> "ParticleStack":
+        """The set as a read-only stack in set order, with the interface of
+        :class:`~cryoxplain.io.mrc.ImageStack` (for the commands that read stacks)."""
+        return ParticleStack(self)
+
     def describe(self) -> list[str]:
         """Lines for ``cryoxplain info``: format, counts, box, pixel size, optics groups."""
         kind = {"star": f"RELION {self.relion_version} particle STAR", "cs": "cryoSPARC particle .cs"}[self.format]
@@ -185,6 +191,77 @@ class ParticleSet:
                 break
             lines.append(f"  stack {s}: {int((self.stack_of == j).sum())} of its {n} images listed")
         return lines
+
+
+class ParticleStack:
+    """A :class:`ParticleSet` seen as one image stack in set order (the part of
+    :class:`~cryoxplain.io.mrc.ImageStack` the commands use): ``len``, ``image_shape``, ``shape``,
+    ``voxel_size`` (the set's pixel size), ``path``, indexing by int, slice or index array, and
+    :meth:`batches` yielding ``(start, images)``.  Each read opens the memory-mapped stacks it needs,
+    so memory is bounded by one batch."""
+
+    def __init__(self, particles: ParticleSet):
+        self.particles = particles
+        self.path = particles.path
+        self.voxel_size = particles.pixel_size
+
+    def __len__(self) -> int:
+        return len(self.particles)
+
+    @property
+    def image_shape(self) -> tuple:
+        return tuple(self.particles.image_shape)
+
+    @property
+    def shape(self) -> tuple:
+        return (len(self),) + self.image_shape
+
+    def _rows(self, positions: np.ndarray) -> np.ndarray:
+        ps = self.particles
+        out = np.empty((positions.size,) + self.image_shape, np.float32)
+        stacks = ps.stack_of[positions]
+        for j in np.unique(stacks):
+            sel = np.flatnonzero(stacks == j)
+            with ps._open_stack(int(j)) as st:
+                out[sel] = _read_rows(st, ps.index_in_stack[positions[sel]])
+        return out
+
+    def __getitem__(self, idx) -> np.ndarray:
+        if isinstance(idx, (int, np.integer)):
+            return self.particles[int(idx)]
+        positions = np.arange(len(self))[idx]
+        return self._rows(np.atleast_1d(positions).astype(np.int64))
+
+    def batches(self, batch_size: int = 64) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(start, images)``: particles ``start … start + b − 1`` of the set, float32 ``(b, H, W)``."""
+        if int(batch_size) < 1:
+            raise ParameterError(f"batch_size must be ≥ 1, got {batch_size}")
+        for start in range(0, len(self), int(batch_size)):
+            yield start, self._rows(np.arange(start, min(start + int(batch_size), len(self))))
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "ParticleStack":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_images(path: str | os.PathLike, *, project_dir: str | os.PathLike | None = None,
+                pixel_size: float | None = None, stack: bool | None = None):
+    """Open what the commands read as particles: a particle file (``.star``/``.cs``, see
+    :func:`open_particles`) as a :class:`ParticleStack`, an MRC file as an
+    :class:`~cryoxplain.io.mrc.ImageStack` (``stack=True``: whatever its header says)."""
+    if is_particle_file(path):
+        return open_particles(path, project_dir, pixel_size=pixel_size).as_stack()
+    from .mrc import open_stack
+
+    st = open_stack(path, stack=stack)
+    if pixel_size is not None:
+        st.voxel_size = float(pixel_size)
+    return st
 
 
 def _read_rows(st: ImageStack, rows: np.ndarray) -> np.ndarray:

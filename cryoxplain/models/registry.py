@@ -31,6 +31,7 @@ from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
+import numpy as np
 import torch
 
 from ..errors import ModelFileError
@@ -266,6 +267,30 @@ class ModelInfo:
 
     def describe(self) -> str:
         return f"{self.arch} {self.task} model ({Path(self.path).name or 'in memory'})"
+
+    @property
+    def pixel_size(self) -> float | None:
+        """The pixel size (Å/px) of the model's training data, ``None`` when unknown.
+
+        Read from ``training["pixel_size_A"]`` (what :func:`cryoxplain.denoise.train_denoiser`
+        records), else ``training["data"]["pixel_size_A"]`` (simulated training sets), else the
+        documented legacy value of a shipped model whose file predates the field
+        (:data:`LEGACY_PIXEL_SIZES`: the shipped ``default`` model was trained at 5 Å/px).
+        """
+        for v in (self.training.get("pixel_size_A"), (self.training.get("data") or {}).get("pixel_size_A")):
+            try:
+                if v is not None and float(v) > 0 and np.isfinite(float(v)):
+                    return float(v)
+            except (TypeError, ValueError):
+                pass
+        p = Path(self.path)
+        if p.parent == SHIPPED_DIR and p.stem in LEGACY_PIXEL_SIZES:
+            return LEGACY_PIXEL_SIZES[p.stem]
+        return None
+
+
+#: training pixel sizes (Å/px) of shipped models whose files do not record one (docs/models.md)
+LEGACY_PIXEL_SIZES = {"default": 5.0}
 
 
 def save_model(path: str | os.PathLike, model: torch.nn.Module, arch: str, config: dict,
