@@ -43,8 +43,10 @@ its own spacing.
 
 The blur is separable: ``L = G_σ X G_σᵀ`` with ``G_σ`` the (n, n) zero-padded convolution matrix
 (:func:`cryoxplain.imaging.filters.gaussian_blur_matrices`, ``border="zero"``),
-so path points and their exact σ-derivatives are a few small matrix products, computed on the
-fly ``internal_batch_size`` points at a time by :func:`cryoxplain.explain.paths.integrate_path`.
+so path points and their exact σ-derivatives are a few small matrix products.  The operators of
+all path nodes are built once per call; the points are formed ``internal_batch_size`` at a time
+(memory stays bounded) and passed through the model by :func:`cryoxplain.explain.paths.integrate_path`.
+f(x) and f(baseline) come from the path's own forward passes when σ = 0 or σ_max is a node.
 ``extras``: ``sigmas`` and ``scale_attribution`` (B, S) (the scale dimension), ``path_values``
 (B, S) f along the path (the paper's prediction trend), ``target_value``, ``baseline_value`` and
 ``completeness_gap`` (B,), ``band_maps``/``band_sigmas`` when ``scale_bands > 0``, and the power
@@ -97,21 +99,14 @@ def quadrature_nodes(max_sigma: float, steps: int, spacing: str, rule: str) -> t
     return nodes, d
 
 
-def _blur_and_derivative(x, sigmas, truncate, derivative, grad_step):
-    """L(σ) and ∂L/∂σ for (M, 1, H, W) images and per-image σ."""
-    m, _, h, w = x.shape
-    kw = dict(border="zero", truncate=truncate, derivative=True, dtype=x.dtype, device=x.device)
-    gh, dgh = gaussian_blur_matrices(h, sigmas, **kw)
-    gw, dgw = (gh, dgh) if w == h else gaussian_blur_matrices(w, sigmas, **kw)
-    img = x[:, 0]
-    left = gh @ img
-    blurred = left @ gw.transpose(1, 2)
+def _path_operators(n: int, nodes, truncate, derivative, grad_step, device):
+    """The 1-D blur operators of every path node on an axis of ``n`` pixels, built once per path:
+    ``(G, D)``, both ``(K, n, n)`` float64 — ``D = ∂G/∂σ`` (analytic) or ``G(σ + h)`` (finite
+    difference)."""
+    kw = dict(border="zero", truncate=truncate, dtype=torch.float64, device=device)
     if derivative == "analytic":
-        d = dgh @ img @ gw.transpose(1, 2) + left @ dgw.transpose(1, 2)
-    else:
-        d = (gaussian_blur(x, np.asarray(sigmas) + grad_step, border="zero", truncate=truncate)[:, 0]
-             - blurred) / grad_step
-    return blurred[:, None], d[:, None]
+        return gaussian_blur_matrices(n, nodes, derivative=True, **kw)
+    return gaussian_blur_matrices(n, nodes, **kw)[0], gaussian_blur_matrices(n, np.asarray(nodes) + grad_step, **kw)[0]
 
 
 class _BlurPath:
@@ -120,23 +115,40 @@ class _BlurPath:
     Its position argument is the *node index* j (exact in float32), mapped to σ_j; the velocity is
     ``-∂L/∂σ`` (moving towards the input decreases σ), so with weights w_j (the σ spacings) the
     integral is Blur IG with the sign of the paper's ∫_{∞}^{0}.
+
+    The blur operators of all K nodes (and their σ-derivatives, or the ``σ + h`` operators of the
+    finite difference) are built once for the whole path; a chunk of path points is then five
+    (analytic) or four (finite difference) batched ``n × n`` products per point, in float64.  The
+    finite difference rounds like PAIR's ``scipy`` blurs (each axis' pass written in the input's
+    precision) before subtracting, so it reproduces PAIR's float32 numbers, not only its formula.
     """
 
     def __init__(self, inputs, nodes, truncate, derivative, grad_step):
         self.inputs, self.nodes = inputs, np.asarray(nodes, dtype=np.float64)
-        self.truncate, self.derivative, self.grad_step = truncate, derivative, grad_step
+        self.derivative, self.grad_step = derivative, grad_step
+        h, w = inputs.shape[-2:]
+        self.gh, self.dh = _path_operators(h, self.nodes, truncate, derivative, grad_step, inputs.device)
+        self.gw, self.dw = (self.gh, self.dh) if w == h else _path_operators(w, self.nodes, truncate, derivative,
+                                                                            grad_step, inputs.device)
         self._cache = None
-
-    def _sig(self, alpha):
-        return self.nodes[np.rint(alpha.detach().cpu().numpy()).astype(np.int64)]
 
     def _both(self, alpha, idx):
         # integrate_path asks for the points and then the velocity of the same nodes: compute the
         # blur and its σ-derivative together once
         if self._cache is None or self._cache[0] is not alpha or self._cache[1] is not idx:
-            pts, d = _blur_and_derivative(self.inputs[idx], self._sig(alpha), self.truncate, self.derivative,
-                                          self.grad_step)
-            self._cache = (alpha, idx, pts, -d)
+            j = torch.as_tensor(np.rint(alpha.detach().cpu().numpy()).astype(np.int64), device=self.gh.device)
+            img = self.inputs[idx, 0].to(torch.float64)
+            gh, gwt = self.gh[j], self.gw[j].transpose(1, 2)
+            left = gh @ img
+            pts = (left @ gwt).to(self.inputs.dtype)
+            if self.derivative == "analytic":
+                d = (self.dh[j] @ img @ gwt + left @ self.dw[j].transpose(1, 2)).to(self.inputs.dtype)
+            else:  # PAIR's rounding: scipy writes each axis' pass in the image's precision
+                dt = self.inputs.dtype
+                pts = (left.to(dt).to(torch.float64) @ gwt).to(dt)
+                up = ((self.dh[j] @ img).to(dt).to(torch.float64) @ self.dw[j].transpose(1, 2)).to(dt)
+                d = (up - pts) / self.grad_step
+            self._cache = (alpha, idx, pts[:, None], -d[:, None])
         return self._cache[2], self._cache[3]
 
     def __call__(self, alpha, idx):
@@ -183,9 +195,12 @@ class BlurIG(Explainer):
         maps = band_maps.sum(1)
         contrib = torch.cat([p.step_contributions for p in parts], 1)
         values = torch.cat([p.values for p in parts], 1)
-        f_in = batched_values(f, x, self.internal_batch_size)
-        f_base = batched_values(f, gaussian_blur(x, self.max_sigma, border="zero", truncate=self.truncate),
-                                self.internal_batch_size)
+        # f(x) and f(baseline): taken from the path's forward passes when a node is σ = 0 or σ_max
+        # (riemann_left / riemann_right / riemann_trapezoid), otherwise one extra forward pass each
+        node_value = lambda j: values[:, j].to(device=x.device, dtype=x.dtype)  # noqa: E731
+        f_in = node_value(0) if nodes[0] == 0 else batched_values(f, x, self.internal_batch_size)
+        f_base = node_value(-1) if nodes[-1] == self.max_sigma else batched_values(
+            f, gaussian_blur(x, self.max_sigma, border="zero", truncate=self.truncate), self.internal_batch_size)
         extras = {
             "sigmas": np.broadcast_to(nodes, (b, k)).astype(np.float32),
             "scale_attribution": contrib.to(torch.float32),

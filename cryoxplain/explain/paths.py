@@ -52,6 +52,9 @@ _ALIASES = {
 #: rule names accepted by :func:`quadrature` (canonical names and aliases; ``-`` equals ``_``)
 RULE_NAMES = tuple(sorted(set(_ALIASES) | set(RULES)))
 
+#: on CPU, at most this many pixels (path points × H × W) per forward/backward pass (see :func:`pass_size`)
+CPU_PASS_PIXELS = 2 ** 15
+
 PathFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 IndexedFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -122,6 +125,24 @@ class StraightLinePath:
         return self.delta[idx]
 
 
+def pass_size(internal_batch_size: int | None, total: int, image_shape, device) -> int:
+    """Path points per forward/backward pass: ``internal_batch_size`` (None: all ``total``), and on
+    CPU at most ``CPU_PASS_PIXELS // (H·W)`` (at least 1).
+
+    On one CPU core the time per image of a forward+backward pass grows with the batch once the
+    activations leave the cache: the shipped 64×64 denoiser (8 layers × 32 channels) costs about
+    twice as much per image in passes of 64 as in passes of 1–8 (docs/benchmarks-explainers.md),
+    while small classifiers gain little beyond 8.  ``internal_batch_size`` stays the memory bound;
+    on a GPU it is used as given.  Only the grouping of points changes, not the result (beyond
+    float rounding).
+    """
+    chunk = total if internal_batch_size is None else min(total, int(internal_batch_size))
+    if torch.device(device).type == "cpu" and image_shape is not None:
+        pixels = int(np.prod(tuple(image_shape)[-2:]))
+        chunk = min(chunk, max(1, CPU_PASS_PIXELS // max(pixels, 1)))
+    return max(1, chunk)
+
+
 @dataclass
 class PathIntegral:
     """Result of :func:`integrate_path`.
@@ -186,7 +207,8 @@ def integrate_path(f: IndexedFn, path: PathFn, batch_size: int, alphas, weights,
     eps : float
         Step of the finite-difference velocities.
     internal_batch_size : int or None
-        At most this many path points per forward/backward pass (None: all ``B·K`` at once).
+        At most this many path points per forward/backward pass (None: all ``B·K`` at once); on
+        CPU also at most :data:`CPU_PASS_PIXELS` pixels per pass (:func:`pass_size`).
         Points are taken node-major (all images at ``α_0``, then at ``α_1`` …).
     device, dtype
         Where and in which precision ``alphas`` and ``idx`` are handed to the path (default:
@@ -204,14 +226,17 @@ def integrate_path(f: IndexedFn, path: PathFn, batch_size: int, alphas, weights,
     if internal_batch_size is not None and int(internal_batch_size) < 1:
         raise ParameterError(f"internal_batch_size must be at least 1, got {internal_batch_size}")
     B, K = int(batch_size), a.numel()
+    inputs = getattr(path, "inputs", None)
+    shape = None if inputs is None else tuple(inputs.shape)
     if device is None:
-        device = getattr(getattr(path, "inputs", None), "device", None)
-    if device is None:  # ask the path itself where it lives (one cheap evaluation)
+        device = getattr(inputs, "device", None)
+    if device is None or shape is None:  # ask the path itself (one cheap evaluation)
         with torch.no_grad():
-            device = path(torch.zeros(1, dtype=dtype), torch.zeros(1, dtype=torch.long)).device
+            probe = path(torch.zeros(1, dtype=dtype, device=device), torch.zeros(1, dtype=torch.long, device=device))
+        device, shape = (probe.device if device is None else device), tuple(probe.shape)
     points_and_velocity = _points_and_velocity(path, velocity, eps)
     total = B * K
-    chunk = total if internal_batch_size is None else min(total, int(internal_batch_size))
+    chunk = pass_size(internal_batch_size, total, shape, device)
 
     flat_k = torch.arange(K).repeat_interleave(B)   # node of each point (node-major order)
     flat_b = torch.arange(B).repeat(K)              # image of each point

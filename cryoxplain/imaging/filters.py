@@ -101,6 +101,28 @@ def gaussian_blur_matrices(n: int, sigmas, *, border: str = "reflect", truncate:
     norm = e.sum(1, keepdim=True)
     k = e / norm  # (M, T)
     i = torch.arange(n, device=device)
+    if border == "zero":  # banded Toeplitz, G[i, j] = k(j − i): a gather of (M, n, n), no folding
+        off = i[None, :] - i[:, None]
+        inside = (off.abs() <= big).to(torch.float64)
+        col = (off + big).clamp(0, 2 * big)
+
+        def scatter(w):  # w (M, T) -> (M, n, n)
+            return w[:, col] * inside
+    else:
+        scatter = _folded(m, n, t, border, device)
+
+    g = scatter(k).to(dtype)
+    if not derivative:
+        return g, None
+    de = e * t[None, :] ** 2 / safe[:, None] ** 3
+    dk = (de * norm - e * de.sum(1, keepdim=True)) / norm ** 2
+    dk = torch.where(zero[:, None], torch.zeros_like(dk), dk)
+    return g, scatter(dk).to(dtype)
+
+
+def _folded(m: int, n: int, t: torch.Tensor, border: str, device):
+    """Taps ``w (M, T)`` at offsets ``t`` → ``(M, n, n)`` operators, out-of-range taps folded by ``border``."""
+    i = torch.arange(n, device=device)
     idx, valid = fold_index(i[:, None] + t.long()[None, :], n, border)  # (n, T)
     vf = valid.to(torch.float64)
 
@@ -110,13 +132,7 @@ def gaussian_blur_matrices(n: int, sigmas, *, border: str = "reflect", truncate:
         out.scatter_add_(2, idx[None].expand(m, n, -1).contiguous(), src.expand(m, n, -1).contiguous())
         return out
 
-    g = scatter(k).to(dtype)
-    if not derivative:
-        return g, None
-    de = e * t[None, :] ** 2 / safe[:, None] ** 3
-    dk = (de * norm - e * de.sum(1, keepdim=True)) / norm ** 2
-    dk = torch.where(zero[:, None], torch.zeros_like(dk), dk)
-    return g, scatter(dk).to(dtype)
+    return scatter
 
 
 def _blur_axis(x: torch.Tensor, kern: torch.Tensor, axis: int, border: str) -> torch.Tensor:

@@ -149,3 +149,31 @@ def test_bad_arguments():
         integrate_path(f, StraightLinePath(x, 0 * x), 1, *quadrature(3), velocity="magic")
     with pytest.raises(ParameterError, match="equal"):
         integrate_path(f, StraightLinePath(x, 0 * x), 1, [0.5], [0.5, 0.5])
+
+
+def test_cpu_passes_are_capped_by_pixels_not_by_the_result(monkeypatch):
+    """On CPU a pass holds at most CPU_PASS_PIXELS pixels (cache-sized passes); the sum is the same."""
+    import cryoxplain.explain.paths as paths
+
+    assert paths.pass_size(64, 1000, (1, 1, 64, 64), "cpu") == paths.CPU_PASS_PIXELS // 4096
+    assert paths.pass_size(64, 1000, (1, 1, 512, 512), "cpu") == 1
+    assert paths.pass_size(64, 10, (1, 1, 8, 8), "cpu") == 10
+    assert paths.pass_size(None, 30, (1, 1, 8, 8), "cpu") == 30
+    assert paths.pass_size(64, 1000, (1, 1, 64, 64), "meta") == 64  # not CPU: internal_batch_size as given
+    model = _cnn()
+    x = torch.randn(3, 1, 8, 8, dtype=torch.float64)
+    tgt = _PerImageClass(torch.tensor([0, 2, 1]))
+    seen = []
+
+    def f(pts, idx):
+        seen.append(pts.shape[0])
+        return explained_function(model, tgt)(pts, idx)
+
+    a, w = quadrature(7, "gauss_legendre")
+    full = integrate_path(f, StraightLinePath(x, torch.zeros_like(x)), 3, a, w, dtype=torch.float64)
+    monkeypatch.setattr(paths, "CPU_PASS_PIXELS", 4 * 64)
+    seen.clear()
+    capped = integrate_path(f, StraightLinePath(x, torch.zeros_like(x)), 3, a, w, internal_batch_size=64,
+                            dtype=torch.float64)
+    assert max(seen) == 4 and sum(seen) == 21
+    assert torch.allclose(full.attribution, capped.attribution, atol=1e-12)

@@ -36,6 +36,21 @@ def test_blur_matrices_derivative_and_identity():
         gaussian_blur(np.zeros((4, 4)), 1.0, border="nearest")
 
 
+def test_zero_border_matrices_are_scipy_constant_mode_even_when_the_kernel_outgrows_the_axis():
+    # the banded (Toeplitz) construction of border="zero", used for Blur IG's whole path at once
+    from scipy import ndimage
+
+    sigmas = [0.0, 0.4, 2.5, 9.0, 50.0]  # radii 0 … 200 taps on 5- and 13-pixel axes
+    for n in (1, 5, 13):
+        x = np.random.default_rng(n).normal(size=(n, n))
+        g, dg = gaussian_blur_matrices(n, sigmas, border="zero", derivative=True, dtype=torch.float64)
+        for k, s in enumerate(sigmas):
+            ref = ndimage.gaussian_filter(x, s, mode="constant") if s > 0 else x
+            np.testing.assert_allclose((g[k] @ torch.as_tensor(x) @ g[k].T).numpy(), ref, atol=1e-13)
+        g2, _ = gaussian_blur_matrices(n, [2.5 + 1e-6], border="zero", dtype=torch.float64)
+        assert float(((g2[0] - g[2]) / 1e-6 - dg[2]).abs().max()) < 1e-5
+
+
 def test_periodic_blur_commutes_with_quarter_turns_on_even_boxes():
     x = torch.randn(2, 1, 16, 16, dtype=torch.float64)
     np.testing.assert_allclose(gaussian_blur(rot90(x, 1), 1.3, border="periodic"),

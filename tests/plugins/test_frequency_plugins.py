@@ -225,6 +225,24 @@ def test_blur_ig_agrees_with_pair_saliency():
     assert np.linalg.norm(var.maps[0] - pair_sqrt) / np.linalg.norm(pair_sqrt) < 1e-6
 
 
+@pytest.mark.parametrize("kind", ["denoiser-pixel", "classifier"])
+def test_blur_ig_matches_pair_in_float32_at_pair_defaults(kind):
+    """PAIR's discretisation at its σ_max = 50 (kernels far wider than the image) in float32, the
+    benchmark's setting: the maps agree to 1e-5 (absolute, relative to the map's scale)."""
+    pytest.importorskip("saliency.core")
+    from cryoxplain.explain.targets import PixelOutput
+
+    if kind == "classifier":
+        model, tgt = classifier(dtype=torch.float32), Target.from_callable(lambda o: o[:, 1], "class:1")
+    else:
+        model, tgt = denoiser(dtype=torch.float32), PixelOutput(8, 7)
+    x = images(1, dtype=torch.float32)
+    pair = _pair_blur_ig(model, tgt, x, max_sigma=50, steps=100, grad_step=0.01, batch_size=64)
+    ours = create_explainer("blur_ig", max_sigma=50.0, steps=100, rule="riemann_left",
+                            derivative="finite_difference", grad_step=0.01).attribute(model, x, tgt)
+    assert np.abs(ours.maps[0] - pair).max() <= 1e-5 * np.abs(pair).max()
+
+
 # ----------------------------------------------------------------------------------------- spectral_ig
 def test_spectral_ig_path_endpoints_and_linear_limit():
     from cryoxplain_plugins.spectral_ig import gates, spectral_path
