@@ -740,3 +740,39 @@ def evaluate_maps(maps, *, gt=None, classes=None, n_classes=None, tolerances=(0,
         cols["laplacian"] = laplacian_hf(m)
         cols["zlib"] = compressed_size(m)
     return cols
+
+
+# ---------------------------------------------------------------------------------------------
+# the table
+# ---------------------------------------------------------------------------------------------
+#: columns of the summary table, in order (only those present are printed)
+TABLE_COLUMNS = ("pg0", "pg4", "pg4_diff", "energy", "rank", "auc", "deletion_zero", "insertion_zero",
+                 "deletion_noise", "insertion_noise", "mufidelity", "global", "gini", "hf", "zlib", "e_grid",
+                 "sanity_rho", "seconds_per_image")
+
+
+def summarise(cols: dict[str, np.ndarray]) -> dict[str, float]:
+    """Means (NaNs dropped) of per-image columns; scalars pass through."""
+    out = {}
+    for k, v in cols.items():
+        a = np.asarray(v, dtype=np.float64)
+        out[k] = float(np.nanmean(a)) if a.size and np.isfinite(a).any() else math.nan
+    return out
+
+
+def format_table(rows: dict[str, dict[str, float]], columns: Sequence[str] = TABLE_COLUMNS, markdown: bool = False) -> str:
+    """Methods × metrics table (reference rows are the ``ref:`` names)."""
+    cols = [c for c in columns if any(c in r for r in rows.values())]
+    head = ["map"] + cols
+    lines = []
+    body = [[name] + [("—" if not np.isfinite(r.get(c, math.nan)) else
+                       (f"{r[c]:.0f}" if c == "zlib" else f"{r[c]:.3f}")) for c in cols] for name, r in rows.items()]
+    if markdown:
+        lines.append("| " + " | ".join(head) + " |")
+        lines.append("|" + "---|" * len(head))
+        lines += ["| " + " | ".join(b) + " |" for b in body]
+    else:
+        wd = [max(len(str(x)) for x in col) for col in zip(head, *body)]
+        lines.append("  ".join(h.ljust(w) for h, w in zip(head, wd)))
+        lines += ["  ".join(x.ljust(w) for x, w in zip(b, wd)) for b in body]
+    return "\n".join(lines)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..errors import ParameterError
+from ..errors import ParameterError, ShapeError
 from ..imaging.masks import disc_mask
 
 __all__ = ["GTDesign", "planted_disc", "conformation_pair", "shortcut_pair", "pixel_target_design",
@@ -70,6 +70,8 @@ def _diff_subset(gt: np.ndarray, tolerance: float = 4) -> np.ndarray:
 class LinearModel(torch.nn.Module):
     """``f(x) = ⟨w, x⟩`` as a one-logit "classifier" (B, 1) (P1, P2, P3)."""
 
+    task = "classify"
+
     def __init__(self, w: np.ndarray):
         super().__init__()
         self.register_buffer("w", torch.as_tensor(np.asarray(w, np.float64)).float())
@@ -81,6 +83,8 @@ class LinearModel(torch.nn.Module):
 
 class BlurModel(torch.nn.Module):
     """``y = γ_σ ⋆ x`` (reflect borders, :func:`cryoxplain.imaging.filters.gaussian_blur`): D3a."""
+
+    task = "denoise"
 
     def __init__(self, sigma: float = 1.5):
         super().__init__()
@@ -243,7 +247,9 @@ def write_design(design: GTDesign, path: str | os.PathLike, force: bool = False)
     from ..io.hdf5 import write_h5
 
     params = {k: v for k, v in design.params.items() if not isinstance(v, (torch.nn.Module, np.ndarray))}
-    return write_h5(path, design.datasets(), {"design": design.name, "params": params}, force=force)
+    ds = design.datasets()
+    ds.update({f"param_{k}": v for k, v in design.params.items() if isinstance(v, np.ndarray)})
+    return write_h5(path, ds, {"design": design.name, "params": params}, force=force)
 
 
 def read_design(path: str | os.PathLike) -> GTDesign:
@@ -253,7 +259,11 @@ def read_design(path: str | os.PathLike) -> GTDesign:
     if "gt" not in ds or "inputs" not in ds:
         raise ParameterError(f"{path} is not a ground-truth design file (needs datasets inputs and gt)")
     train = {k[6:]: v for k, v in ds.items() if k.startswith("train_")}
+    params = dict(attrs.get("params", {}))
+    params.update({k[6:]: v for k, v in ds.items() if k.startswith("param_")})
+    if ds["gt"].shape != ds["inputs"].shape:
+        raise ShapeError(f"{path}: the ground truth is {ds['gt'].shape} but the images are {ds['inputs'].shape}")
     opt = lambda k, t=None: None if k not in ds else (ds[k].astype(t) if t else ds[k])  # noqa: E731
     return GTDesign(attrs.get("design", "file"), ds["inputs"], ds["gt"].astype(bool), ds["labels"],
                     clean=opt("clean"), gt_weight=opt("gt_weight"), particle=opt("particle", bool),
-                    rotations=opt("rotations"), diff=opt("diff", bool), train=train, params=attrs.get("params", {}))
+                    rotations=opt("rotations"), diff=opt("diff", bool), train=train, params=params)
