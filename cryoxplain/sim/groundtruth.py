@@ -229,12 +229,17 @@ def rotation_pairs(density=None, n: int = 8, angles_deg=(30.0,), box: int = 64, 
     from .simulate import simulate_particles
 
     dens = phantom(box, pixel_size=1.0, seed=0) if density is None else density
-    r = simulate_particles(dens, n, seed=seed, snr=None)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # clean pairs on purpose
+        r = simulate_particles(dens, n, seed=seed, snr=None)
     rots = r.metadata["rotation"]
     out = {"images": r.clean, "grid": {k: rot90(r.clean, k) for k in (1, 2, 3)}, "offgrid": {},
            "rotations": rots}
     for deg in angles_deg:
-        rz = rotation_z(math.radians(float(deg)))
+        # the image turns by +θ (geometry.rotate's sense) when the orientation is composed with Rz(−θ)
+        rz = rotation_z(-math.radians(float(deg)))
         out["offgrid"][float(deg)] = project(dens.data, np.einsum("ij,njk->nik", rz, rots), box).astype(np.float32)
     return out
 
