@@ -115,11 +115,15 @@ def main(argv=None):
              f"Explainer settings: plugin defaults except {FAST} (default run).", ""]
     print("P1 …")
     p1 = p1_table(names, a.n_subsets)
-    parts += ["## P1 planted disc, linear model f = ⟨1_G/|G|, x⟩ (target class:0; D/I in logit units, f(x) = "
-              f"{float((planted_disc().params['w'] * planted_disc().inputs[0]).sum()):.4f})", "",
+    fx = float((planted_disc().params['w'] * planted_disc().inputs[0]).sum())
+    parts += ["## P1 planted disc, linear model f = ⟨1_G/|G|, x⟩ (target class:0)", "",
+              f"Explained: the logit f (f(x) = {fx:.4f}); Deletion/Insertion/MuFidelity score the probability "
+              f"σ(f) (σ(f(x)) = {1 / (1 + math.exp(-fx)):.4f}, σ(0) = 0.5), zero baseline; `_norm` columns are "
+              "(D − f(b))/(f(x) − f(b)).", "",
               "`e_grid` = E_expl on the grid for this non-isotropic model (P3: √2 = 1.414 for a map that does not "
               "rotate); `e_grid_p2` = E_expl on the isotropic model P2 (expected 0).", "",
               format_table(p1["rows"], columns=("pg0", "pg4", "energy", "rank", "auc", "deletion_zero", "insertion_zero",
+                                                "deletion_zero_norm", "insertion_zero_norm",
                                                 "mufidelity", "global", "gini", "hf", "zlib", "e_grid", "e_grid_p2",
                                                 "seconds_per_image"), markdown=True), ""]
     print("D3a …")

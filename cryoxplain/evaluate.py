@@ -466,8 +466,8 @@ def evaluate_explanations(model, design, methods: Sequence[str], *, params: dict
     import time as _time
 
     from .explain.base import bind_target, explained_function
-    from .explain.evaluation import (evaluate_maps, explanation_equivariance, randomisation_test, reference_maps,
-                                     summarise)
+    from .explain.evaluation import (ProbabilityTarget, evaluate_maps, explanation_equivariance, randomisation_test,
+                                     reference_maps, summarise)
     from .explain.registry import create_explainer
     from .explain.stack import _load
     from .imaging.normalize import normalize
@@ -500,7 +500,9 @@ def evaluate_explanations(model, design, methods: Sequence[str], *, params: dict
     tgt_spec = target or ("class:1" if task == "classify" and design.name in ("D1", "D2") else
                           ("class:0" if task == "classify" else design.params.get("target", "pixel:32,32")))
     tgt = bind_target(tgt_spec, net, x)
-    f = explained_function(net, tgt)
+    # faithfulness of classifiers on the class probability (spec §5.1; D, I in [0, 1]); the
+    # explainers explain the target itself (the logit)
+    f = explained_function(net, ProbabilityTarget(tgt) if task == "classify" else tgt)
     diff = None if design.diff is None else design.diff[:n]
     kw = dict(gt=gt, classes=design.labels[:n], tolerances=tolerances, f=f, inputs=x, diff=diff,
               baselines=tuple(baselines), n_subsets=n_subsets, seed=seed, batch=batch_size)
@@ -540,6 +542,7 @@ def evaluate_explanations(model, design, methods: Sequence[str], *, params: dict
                 eqv[name] = e.to_dict()
                 rows[name]["e_grid"] = e.grid_max
     info = {"design": design.name, "n": n, "target": tgt.describe(), "model": mdesc, "task": task,
+            "faithfulness_score": "probability" if task == "classify" else "raw",
             "design_params": {k: v for k, v in design.params.items() if not isinstance(v, (torch.nn.Module, np.ndarray))},
             "tolerances": list(tolerances), "baselines": list(baselines), "n_subsets": n_subsets, "seed": seed,
             "diff_count": None if diff is None else int(np.sum(diff))}

@@ -31,7 +31,7 @@ __all__ = ["MetricResult", "PointingResult", "SupportResult", "SanityResult", "E
            "bootstrap_ci", "pointing_game", "accept_fraction", "energy_pointing", "rank_accuracy", "roc_auc",
            "support_metrics", "gini_sparseness", "entropy_complexity", "laplacian_hf", "compressed_size",
            "high_frequency_fraction", "reference_maps", "REFERENCE_KINDS", "randomisation_test",
-           "explanation_equivariance", "rotate_target", "faithfulness_summary", "evaluate_maps", "MODES"]
+           "explanation_equivariance", "rotate_target", "faithfulness_summary", "ProbabilityTarget", "evaluate_maps", "MODES"]
 
 MODES = ("signed", "abs", "positive")
 REFERENCE_KINDS = ("random", "smooth_random", "centre", "sobel", "sobel_clean", "intensity", "oracle")
@@ -684,6 +684,31 @@ def explanation_equivariance(explainer, model, inputs, target, angles="grid", ma
 # ---------------------------------------------------------------------------------------------
 # one report over methods and reference maps
 # ---------------------------------------------------------------------------------------------
+class ProbabilityTarget:
+    """A class target read on probabilities instead of logits (spec §5.1 ``score="probability"``):
+    softmax over the classes, or the logistic of a single logit; the wrapped (bound) target picks the
+    class.  Used for the Deletion/Insertion/MuFidelity of classifiers, so D and I lie in [0, 1]."""
+
+    def __new__(cls, inner):
+        from .base import Target
+
+        class _Prob(Target):
+            def __init__(self, t):
+                self.inner = t
+
+            def __call__(self, output):
+                p = torch.sigmoid(output) if output.shape[1] == 1 else torch.softmax(output, 1)
+                return self.inner(p)
+
+            def select(self, idx):
+                return _Prob(self.inner.select(idx))
+
+            def describe(self):
+                return f"probability({self.inner.describe()})"
+
+        return _Prob(inner)
+
+
 def faithfulness_summary(f, inputs, maps, *, baselines=("zero", "noise"), steps: int = 10, grid: int = 8,
                          p: float = 0.2, n_subsets: int = 200, seed: int = 0, batch: int = 64) -> dict:
     """D and I per baseline, D − I, MuFidelity and G = I + F_μ − D (zero baseline) as per-image arrays."""
@@ -697,6 +722,7 @@ def faithfulness_summary(f, inputs, maps, *, baselines=("zero", "noise"), steps:
         c = deletion_insertion(f, x, m, steps=steps, baseline=bl, batch=batch, seed=seed, reject_constant=True)
         out[f"deletion_{bl}"], out[f"insertion_{bl}"] = c.deletion, c.insertion
         out[f"d_minus_i_{bl}"] = c.deletion - c.insertion
+        out[f"deletion_{bl}_norm"], out[f"insertion_{bl}_norm"] = c.deletion_normalised, c.insertion_normalised
     mu = mu_fidelity(f, x, m, grid=grid, p=p, n_subsets=n_subsets, seed=seed, batch=batch)
     out["mufidelity"] = mu
     b0 = baselines[0]

@@ -334,3 +334,29 @@ def test_evaluate_maps_columns(p1):
               "gini", "hf", "zlib"):
         assert k in cols and cols[k].shape == (1,)
     assert cols["pg4"][0] == 1.0
+
+
+def test_equivariance_pixel_and_roi_targets_on_c4_blur():
+    """An exactly C4-equivariant denoiser (odd box: rot90 about N//2 = the box middle): the pixel
+    target moves with the image and every gradient map rotates exactly."""
+    from cryoxplain.explain.targets import ROISum
+    from cryoxplain.testing.toys import IsotropicBlur
+
+    model = IsotropicBlur(1.0)
+    x = torch.as_tensor(np.random.default_rng(3).standard_normal((3, 1, 33, 33)).astype(np.float32))
+    for tgt in ("pixel:20,12", ROISum(disc_mask((33, 33), 3.0, center=(12, 20)))):
+        rep = explanation_equivariance("gradient", model, x, tgt)
+        assert rep.grid_max <= 1e-6, tgt
+        assert max(rep.model.values()) <= 1e-5  # the model's own E on the same angles
+
+
+def test_probability_target_for_faithfulness(p1):
+    from cryoxplain.explain.base import bind_target
+    from cryoxplain.explain.evaluation import ProbabilityTarget
+
+    d, model, _ = p1
+    x = torch.as_tensor(d.inputs)[:, None]
+    f = explained_function(model, ProbabilityTarget(bind_target("class:0", model, x)))
+    assert float(f(x)[0]) == pytest.approx(1 / (1 + math.exp(-float((d.params["w"] * d.inputs[0]).sum()))), rel=1e-6)
+    c = deletion_insertion(f, x, (d.params["w"] * d.inputs[0])[None])
+    assert 0 <= c.deletion[0] <= c.insertion[0] <= 1
