@@ -48,3 +48,24 @@ def test_design_file_round_trip(tmp_path):
     write_design(d, tmp_path / "p1.h5")
     e = read_design(tmp_path / "p1.h5")
     assert e.name == "P1" and np.array_equal(e.gt, d.gt) and np.allclose(e.params["w"], d.params["w"])
+
+
+def test_library_run_on_small_d1_with_a_classifier():
+    """evaluate_explanations on a 3-particle D1 with an (untrained) 2-class classifier: class:1 target,
+    per-image normalisation, the Diff column, probability scores in [0, 1] and the sanity cascade."""
+    import torch
+
+    from cryoxplain.evaluate import evaluate_explanations
+    from cryoxplain.sim.groundtruth import conformation_pair
+    from cryoxplain.testing.toys import TinyClassifier
+
+    torch.manual_seed(0)
+    model = TinyClassifier(2, 2, (64, 64))
+    d = conformation_pair(n_test=3)
+    res = evaluate_explanations(model, d, ["gradient"], n_subsets=10, sanity=True, device="cpu",
+                                tolerances=(4,), baselines=("zero",))
+    assert res["info"]["target"] == "class:1" and res["info"]["faithfulness_score"] == "probability"
+    row = res["rows"]["gradient"]
+    assert 0 <= row["deletion_zero"] <= 1 and 0 <= row["insertion_zero"] <= 1
+    assert "pg4_diff" in res["per_image"]["gradient"] and res["sanity"]["gradient"]["layers"] == ["head", "conv"]
+    assert res["rows"]["ref:oracle"]["pg4"] == 1.0
