@@ -466,8 +466,9 @@ def evaluate_explanations(model, design, methods: Sequence[str], *, params: dict
     import time as _time
 
     from .explain.base import bind_target, explained_function
-    from .explain.evaluation import (ProbabilityTarget, evaluate_maps, explanation_equivariance, randomisation_test,
-                                     reference_maps, summarise)
+    from .explain.evaluation import (ProbabilityTarget, evaluate_maps, explanation_equivariance, psf_support,
+                                     randomisation_test, reference_maps, summarise, support_metrics)
+    from .explain.targets import PixelOutput
     from .explain.registry import create_explainer
     from .explain.stack import _load
     from .imaging.normalize import normalize
@@ -475,8 +476,9 @@ def evaluate_explanations(model, design, methods: Sequence[str], *, params: dict
     from .utils import resolve_device
 
     if isinstance(design, str) and design.lower() in gtm.DESIGNS:
-        design = gtm.DESIGNS[design.lower()]() if design.lower() == "p1" else \
-            gtm.DESIGNS[design.lower()](n_test=n_images or 300)
+        name = design.lower()
+        design = (gtm.DESIGNS[name]() if name == "p1" else gtm.DESIGNS[name](n=n_images or 1) if name == "d3a"
+                  else gtm.DESIGNS[name](n_test=n_images or 300))
     elif not isinstance(design, gtm.GTDesign):
         design = gtm.read_design(design)
     n = len(design) if n_images is None else min(int(n_images), len(design))
@@ -487,6 +489,8 @@ def evaluate_explanations(model, design, methods: Sequence[str], *, params: dict
         raise ShapeError(f"the ground truth is {design.gt.shape} but the images are {design.inputs.shape}")
     if model is None and design.name == "P1":
         model = gtm.LinearModel(design.params["w"])
+    if model is None and isinstance(design.params.get("model"), torch.nn.Module):
+        model = design.params["model"]  # D3a: the analytic denoiser
     if model is None:
         raise ParameterError(f"design {design.name} needs model=... (a trained model file)")
     net, _, task, mdesc = _load(model, dev)
@@ -506,6 +510,10 @@ def evaluate_explanations(model, design, methods: Sequence[str], *, params: dict
     diff = None if design.diff is None else design.diff[:n]
     kw = dict(gt=gt, classes=design.labels[:n], tolerances=tolerances, f=f, inputs=x, diff=diff,
               baselines=tuple(baselines), n_subsets=n_subsets, seed=seed, batch=batch_size)
+    pixel = sp = None
+    if isinstance(tgt, PixelOutput):  # denoiser pixel target: support metrics with the design's GT as support
+        pixel = (tgt.x, tgt.y)
+        sp = psf_support(net, x, pixel)
     maps, per, eqv, san, rows = {}, {}, {}, {}, {}
     params = params or {}
     for m in methods:
@@ -515,6 +523,10 @@ def evaluate_explanations(model, design, methods: Sequence[str], *, params: dict
         dt = (_time.perf_counter() - t0) / n
         maps[m] = a
         per[m] = evaluate_maps(a, **kw)
+        if pixel is not None:
+            sm = support_metrics(a, pixel, support=gt, particle=None if design.particle is None else design.particle[:n],
+                                 psf_support=sp)
+            per[m].update({k: v for k, v in vars(sm).items() if v is not None})
         rows[m] = summarise(per[m])
         rows[m]["seconds_per_image"] = dt
         if equivariance and x.shape[-1] == x.shape[-2]:

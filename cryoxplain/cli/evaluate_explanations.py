@@ -30,7 +30,7 @@ def _params(items) -> dict:
 
 @click.command("explanations")
 @click.option("--design", default=None,
-              help="A ground-truth design: p1, d1, d2 (simulated, reproducible) or a design .h5 file "
+              help="A ground-truth design: p1, d1, d2, d3a (simulated, reproducible) or a design .h5 file "
                    "(cryoxplain.sim.groundtruth.write_design).")
 @click.option("--model", "-m", default=None, help="Model file (.safetensors) or shipped model name (p1: its linear model).")
 @click.option("--method", "methods", multiple=True, required=True, help="Explainer to evaluate (repeatable).")
@@ -64,7 +64,7 @@ def explanations(design, model, methods, params, target, n_images, tolerances, b
     from ..io.atomic import check_output
 
     if design is None:
-        raise ParameterError("give --design (p1, d1, d2 or a design .h5 file)")
+        raise ParameterError("give --design (p1, d1, d2, d3a or a design .h5 file)")
     if output:
         check_output(output, force=force)
     res = evaluate_explanations(model, design, list(methods), params=_params(params), target=target, n_images=n_images,

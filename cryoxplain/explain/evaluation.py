@@ -774,7 +774,7 @@ def evaluate_maps(maps, *, gt=None, classes=None, n_classes=None, tolerances=(0,
 #: columns of the summary table, in order (only those present are printed)
 TABLE_COLUMNS = ("pg0", "pg4", "pg4_diff", "energy", "rank", "auc", "deletion_zero", "insertion_zero",
                  "deletion_noise", "insertion_noise", "mufidelity", "global", "gini", "hf", "zlib", "e_grid",
-                 "sanity_rho", "seconds_per_image")
+                 "out_of_support", "psf_mass", "enrichment", "r90", "sanity_rho", "seconds_per_image")
 
 
 def summarise(cols: dict[str, np.ndarray]) -> dict[str, float]:
