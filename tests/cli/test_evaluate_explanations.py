@@ -51,7 +51,7 @@ def test_design_file_round_trip(tmp_path):
 
 
 def test_library_run_on_small_d1_with_a_classifier():
-    """evaluate_explanations on a 3-particle D1 with an (untrained) 2-class classifier: class:1 target,
+    """evaluate_explanations on a 2-particle D1 with an (untrained) 2-class classifier: class:1 target,
     per-image normalisation, the Diff column, probability scores in [0, 1] and the sanity cascade."""
     import torch
 
@@ -61,7 +61,7 @@ def test_library_run_on_small_d1_with_a_classifier():
 
     torch.manual_seed(0)
     model = TinyClassifier(2, 2, (64, 64))
-    d = conformation_pair(n_test=3)
+    d = conformation_pair(n_test=2)
     res = evaluate_explanations(model, d, ["gradient"], n_subsets=10, sanity=True, device="cpu",
                                 tolerances=(4,), baselines=("zero",))
     assert res["info"]["target"] == "class:1" and res["info"]["faithfulness_score"] == "probability"
