@@ -61,6 +61,42 @@ def p1_table(names, n_subsets):
     return res
 
 
+def p1_curves_figure(p1, path):
+    """Normalised deletion/insertion curves on P1 per map (probability σ(f), zero baseline)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cryoxplain.explain.base import bind_target, explained_function
+    from cryoxplain.explain.evaluation import ProbabilityTarget
+    from cryoxplain.explain.faithfulness import deletion_insertion
+
+    d = planted_disc()
+    model = LinearModel(d.params["w"])
+    x = torch.as_tensor(d.inputs)[:, None]
+    f = explained_function(model, ProbabilityTarget(bind_target("class:0", model, x)))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
+    for name, m in p1["maps"].items():
+        if name in ("ref:oracle", "ref:sobel_clean") or np.ptp(m) == 0:
+            continue
+        c = deletion_insertion(f, x, m)
+        fx, fb = c.f_input[0], c.f_baseline[0]
+        style = "--" if name.startswith("ref:") else "-"
+        axes[0].plot(c.fractions, (c.deletion_curve[0] - fb) / (fx - fb), style, label=name)
+        axes[1].plot(c.fractions, (c.insertion_curve[0] - fb) / (fx - fb), style, label=name)
+    axes[0].set_title("Deletion (lower is better)")
+    axes[1].set_title("Insertion (higher is better)")
+    for ax in axes:
+        ax.set_xlabel("fraction of pixels changed")
+    axes[0].set_ylabel("(σ(f) − σ(f(b))) / (σ(f(x)) − σ(f(b)))")
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def d3a_table(names):
     d = pixel_target_design()
     model = d.params["model"]
@@ -126,6 +162,9 @@ def main(argv=None):
                                                 "deletion_zero_norm", "insertion_zero_norm",
                                                 "mufidelity", "global", "gini", "hf", "zlib", "e_grid", "e_grid_p2",
                                                 "seconds_per_image"), markdown=True), ""]
+    fig = Path(a.out).parent / "figures" / "explanation-evaluation" / "p1_deletion_insertion.png"
+    p1_curves_figure(p1, fig)
+    parts += [f"![P1 deletion and insertion curves](figures/explanation-evaluation/{fig.name})", ""]
     print("D3a …")
     d3 = d3a_table(names)
     cols = ("out_of_support", "psf_mass", "on_particle", "area_fraction", "enrichment", "r90", "seconds_per_image")
