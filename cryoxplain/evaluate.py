@@ -436,3 +436,135 @@ def read_experiment_results(out) -> dict:
             res["sim"][exp] = json.loads(f[exp].attrs.get("simulation", "{}"))
             res["experiments"][exp] = {m: {c: f[exp][m][c][()] for c in f[exp][m]} for m in f[exp]}
     return res
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluating explanations against ground truth (spec saliency_evaluation.md; cli evaluate explanations)
+# ---------------------------------------------------------------------------------------------
+def evaluate_explanations(model, design, methods: Sequence[str], *, params: dict | None = None, target: str | None = None,
+                          n_images: int | None = None, references: bool = True, tolerances=(0, 2, 4, 6),
+                          baselines=("zero", "noise"), n_subsets: int = 200, equivariance: bool = True,
+                          sanity: bool = False, seed: int = 0, device: str = "auto", batch_size: int = 64) -> dict:
+    """Every metric of :mod:`cryoxplain.explain.evaluation` for each explainer in ``methods`` and for the
+    reference maps, on a ground-truth design.
+
+    ``model``: an ``nn.Module``, a model file or a shipped model name; ``design``: a
+    :class:`cryoxplain.sim.groundtruth.GTDesign`, a design name (``p1``, ``d1``, ``d2``; generated) or a
+    design HDF5 file (:func:`~cryoxplain.sim.groundtruth.write_design`).  The images are normalised per
+    image (:func:`cryoxplain.imaging.normalize.normalize`) as for explaining, except for the planted
+    toy P1 whose linear model is defined on raw values.  ``params``: ``{method: {name: value}}``.
+    Returns ``{"rows": {name: {metric: mean}}, "per_image": {name: {metric: (B,)}}, "maps": {name: (B,H,W)},
+    "equivariance": {name: dict}, "sanity": {name: dict}, "info": {...}}``.
+    """
+    import time as _time
+
+    from .explain.base import bind_target, explained_function
+    from .explain.evaluation import (ProbabilityTarget, evaluate_maps, explanation_equivariance, psf_support,
+                                     randomisation_test, reference_maps, summarise, support_metrics)
+    from .explain.targets import PixelOutput
+    from .explain.registry import create_explainer
+    from .explain.stack import _load
+    from .imaging.normalize import normalize
+    from .sim import groundtruth as gtm
+    from .utils import resolve_device
+
+    if isinstance(design, str) and design.lower() in gtm.DESIGNS:
+        name = design.lower()
+        design = (gtm.DESIGNS[name]() if name == "p1" else gtm.DESIGNS[name](n=n_images or 1) if name == "d3a"
+                  else gtm.DESIGNS[name](n_test=n_images or 300))
+    elif not isinstance(design, gtm.GTDesign):
+        design = gtm.read_design(design)
+    n = len(design) if n_images is None else min(int(n_images), len(design))
+    if n < 1:
+        raise ParameterError(f"n_images must be >= 1, got {n_images}")
+    dev = resolve_device(device)
+    if design.gt.shape != design.inputs.shape:
+        raise ShapeError(f"the ground truth is {design.gt.shape} but the images are {design.inputs.shape}")
+    if model is None and design.name == "P1":
+        model = gtm.LinearModel(design.params["w"])
+    if model is None and isinstance(design.params.get("model"), torch.nn.Module):
+        model = design.params["model"]  # D3a: the analytic denoiser
+    if model is None:
+        raise ParameterError(f"design {design.name} needs model=... (a trained model file)")
+    net, _, task, mdesc = _load(model, dev)
+    x = torch.as_tensor(np.asarray(design.inputs[:n], np.float32))[:, None]
+    if design.name != "P1":
+        x = normalize(x)[0]
+    x = x.to(dev)
+    gt = design.gt[:n]
+    if gt.shape != tuple(x.shape[:1]) + tuple(x.shape[-2:]):
+        raise ShapeError(f"the ground truth is {gt.shape[1:]} per image but the images are {tuple(x.shape[-2:])}")
+    tgt_spec = target or ("class:1" if task == "classify" and design.name in ("D1", "D2") else
+                          ("class:0" if task == "classify" else design.params.get("target", "pixel:32,32")))
+    tgt = bind_target(tgt_spec, net, x)
+    # faithfulness of classifiers on the class probability (spec §5.1; D, I in [0, 1]); the
+    # explainers explain the target itself (the logit)
+    f = explained_function(net, ProbabilityTarget(tgt) if task == "classify" else tgt)
+    diff = None if design.diff is None else design.diff[:n]
+    kw = dict(gt=gt, classes=design.labels[:n], tolerances=tolerances, f=f, inputs=x, diff=diff,
+              baselines=tuple(baselines), n_subsets=n_subsets, seed=seed, batch=batch_size)
+    pixel = sp = None
+    if isinstance(tgt, PixelOutput):  # denoiser pixel target: support metrics with the design's GT as support
+        pixel = (tgt.x, tgt.y)
+        sp = psf_support(net, x, pixel)
+    maps, per, eqv, san, rows = {}, {}, {}, {}, {}
+    params = params or {}
+    for m in methods:
+        ex = create_explainer(m, **params.get(m, {}))
+        t0 = _time.perf_counter()
+        a = ex.attribute(net, x, tgt, index_offset=0).maps
+        dt = (_time.perf_counter() - t0) / n
+        maps[m] = a
+        per[m] = evaluate_maps(a, **kw)
+        if pixel is not None:
+            sm = support_metrics(a, pixel, support=gt, particle=None if design.particle is None else design.particle[:n],
+                                 psf_support=sp)
+            per[m].update({k: v for k, v in vars(sm).items() if v is not None})
+        rows[m] = summarise(per[m])
+        rows[m]["seconds_per_image"] = dt
+        if equivariance and x.shape[-1] == x.shape[-2]:
+            e = explanation_equivariance(ex, net, x, tgt, model_metric=False)
+            eqv[m] = e.to_dict()
+            rows[m]["e_grid"] = e.grid_max
+        if sanity:
+            s = randomisation_test(ex, net, x, tgt, seed=seed)
+            san[m] = s.to_dict()
+            rows[m]["sanity_rho"] = s.final
+    if references:
+        kinds = ["random", "smooth_random", "centre", "sobel", "intensity", "oracle"]
+        if design.clean is not None:
+            kinds.insert(4, "sobel_clean")
+        refs = reference_maps(x[:, 0].cpu().numpy(), kinds=kinds, clean=None if design.clean is None else design.clean[:n],
+                              gt=gt if design.gt_weight is None else design.gt_weight[:n], seed=seed)
+        for k, a in refs.items():
+            name = f"ref:{k}"
+            maps[name] = a.astype(np.float32)
+            per[name] = evaluate_maps(a, **kw)
+            rows[name] = summarise(per[name])
+            if equivariance and k not in ("oracle", "sobel_clean") and x.shape[-1] == x.shape[-2]:
+                fn = (lambda mdl, xx, t, k=k: reference_maps(xx[:, 0].cpu().numpy(), kinds=(k,), seed=seed)[k])
+                e = explanation_equivariance(fn, net, x, tgt, model_metric=False)
+                eqv[name] = e.to_dict()
+                rows[name]["e_grid"] = e.grid_max
+    info = {"design": design.name, "n": n, "target": tgt.describe(), "model": mdesc, "task": task,
+            "faithfulness_score": "probability" if task == "classify" else "raw",
+            "design_params": {k: v for k, v in design.params.items() if not isinstance(v, (torch.nn.Module, np.ndarray))},
+            "tolerances": list(tolerances), "baselines": list(baselines), "n_subsets": n_subsets, "seed": seed,
+            "diff_count": None if diff is None else int(np.sum(diff))}
+    return {"rows": rows, "per_image": per, "maps": maps, "equivariance": eqv, "sanity": san, "info": info}
+
+
+def write_explanation_evaluation(result: dict, path, force: bool = False):
+    """The result of :func:`evaluate_explanations` as HDF5: ``maps/<name>``, ``metrics/<name>/<metric>``
+    (per image) and the summary rows, equivariance, sanity and info in the attributes."""
+    from .io.hdf5 import write_h5
+
+    ds = {}
+    for name, a in result["maps"].items():
+        ds[f"maps/{name.replace(':', '_')}"] = a
+    for name, cols in result["per_image"].items():
+        for c, v in cols.items():
+            ds[f"metrics/{name.replace(':', '_')}/{c}"] = np.asarray(v, np.float64)
+    attrs = {"rows": result["rows"], "equivariance": result["equivariance"], "sanity": result["sanity"],
+             "info": result["info"]}
+    return write_h5(path, ds, attrs, force=force)

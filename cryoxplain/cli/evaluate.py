@@ -1,7 +1,8 @@
 """``cryoxplain evaluate``: the group of evaluation commands, one module each (register one line each).
 
 * ``snr`` — :mod:`cryoxplain.cli.evaluate_snr`;
-* ``equivariance`` — :mod:`cryoxplain.cli.evaluate_equivariance`.
+* ``equivariance`` — :mod:`cryoxplain.cli.evaluate_equivariance`;
+* ``explanations`` — :mod:`cryoxplain.cli.evaluate_explanations`.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from .common import LazyGroup
 SUBCOMMANDS: dict[str, str] = {
     "snr": "evaluate_snr:snr",
     "equivariance": "evaluate_equivariance:equivariance",
+    "explanations": "evaluate_explanations:explanations",
 }
 
 
