@@ -34,6 +34,8 @@ parameter           default             source / difference between paper and PA
                                         paper and PAIR use numerical differentiation:
                                         ``finite_difference`` = (L(σ+h) - L(σ))/h with h = ``grad_step``.
 ``grad_step``       0.01                PAIR ``grad_step=0.01``.
+``max_gap``         0.05                ours: warn when the completeness gap exceeds this fraction of
+                                        ``|f(x) − f(baseline)|`` (the quadrature is too coarse).
 ``truncate``        4.0                 PAIR blurs with ``scipy.ndimage.gaussian_filter`` (kernel radius
                                         int(4σ+0.5), renormalised, zero padding ``mode="constant"``);
                                         we use exactly that kernel and boundary.

@@ -73,7 +73,7 @@ import numpy as np
 import torch
 
 from cryoxplain.errors import ParameterError
-from cryoxplain.explain.base import Explainer, Param, batched_gradients
+from cryoxplain.explain.base import Explainer, Param, batched_gradients, explained_function
 from cryoxplain.explain.extras import spectrum_extras
 from cryoxplain.explain.sampling import image_noise, perturb
 
@@ -186,7 +186,7 @@ class SpectralLens(Explainer):
         Param("min_change", float, 1e-3, "stop when the running mean changes by less than this (relative)", min=0.0),
         Param("seed", int, 0, "noise seed"),
         Param("output", str, "log_softmax", "classifiers: explain the target class's log-softmax (paper) or its "
-              "raw logit; image outputs are explained as they are", choices=("log_softmax", "logit")),
+              "raw logit; image and single-score outputs are explained as they are", choices=("log_softmax", "logit")),
         Param("keep_levels", bool, False, "return the per-level maps (B, K, H, W)"),
         Param("internal_batch_size", int, 64, "noisy images per forward/backward pass", min=1),
     )
@@ -238,9 +238,11 @@ class SpectralLens(Explainer):
         model, x = ctx.model, inputs
         b = x.shape[0]
         if self.output == "log_softmax":  # the paper explains log p(class | x), not the logit
-            def f(z, _m=model, _t=ctx.target):
+            def log_p(z, _m=model):
                 y = _m(z)
-                return _t(torch.log_softmax(y, dim=1) if y.ndim == 2 else y)
+                return torch.log_softmax(y, dim=1) if y.ndim == 2 and y.shape[1] > 1 else y
+
+            f = explained_function(log_p, ctx.target)
         gen = ctx.generators(x)  # per-image streams: independent of batching
         extras = {}
         if self.max_noise_std > 0:
