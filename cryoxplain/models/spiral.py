@@ -266,8 +266,10 @@ class SpiralDenoiser(ModelBase):
     and is less equivariant (E 0.67 vs 0.23), since the noise estimate must pass through the
     spiral resampling, which cannot carry pixel-level noise; predicting the signal, the same
     layers reach 5.85 dB vs 5.26 dB and E 0.105 vs 0.125 (``benchmarks/equivariance_experiments.py
-    --quick``, docs/equivariance.md §4).  Outside the mask the output follows ``outside`` (see the
-    module docstring) in both modes.  Input: ``(B, 1, box_size, box_size)``.
+    --quick``, docs/equivariance.md §4; superseded numbers).  Outside the mask the output follows
+    ``outside`` (default: ``"zero"`` for the signal net, ``"passthrough"`` for the residual net; see
+    the module docstring).  ``prefilter_sigma``/``oversample``: module docstring.  Input:
+    ``(B, 1, box_size, box_size)``.
     """
 
     task = "denoise"
