@@ -113,6 +113,7 @@ def test_epoch0_models_matched_and_output_bias_explains_old_inversion(shared_dat
     x = normalize(torch.from_numpy(noisy)[:, None])[0]
     specs = B.model_specs(cfg, ["spiral", "cartesian"], "signal")
     assert specs["spiral"][1]["outside"] == "zero" and not specs["spiral"][1]["residual"]
+    specs["spiral"][1]["prefilter_sigma"] = 0.0  # the stored run's spiral had no prefilter (issue 14)
     E = {}  # name -> [(E with output bias, E with it zeroed)] over three seeds
     for name, (arch, conf) in specs.items():
         for seed in range(3):
