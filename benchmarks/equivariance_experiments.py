@@ -25,8 +25,9 @@ be saved and used by ``cryoxplain denoise``).
 Per epoch (epoch 0 = before training) the history records the validation denoising score (MSE
 loss in normalised units, SNR_out in dB against the ground truth, PSNR), the training loss, and
 the equivariance error E(θ) of :mod:`cryoxplain.metrics.equivariance` on held-out noisy particles
-(``equivariance``: mean over fixed random off-grid angles; ``equivariance_grid``: 90/180/270°;
-``equivariance_floor``: the rotation's own round-trip error).
+(``equivariance``: mean over fixed stratified off-grid angles, ``equivariance_std`` its spread;
+``equivariance_grid``: 90/180/270°; ``equivariance_floor``: the rotation's own round-trip error),
+with one output window for both models, inside the spiral's valid disc.
 
 The protocol (configurations, matched models, simulation, training runs, claim checks, files) is
 :mod:`cryoxplain.evaluate` (``run_equivariance_experiments``, ``check_claims``); this script is its

@@ -39,6 +39,8 @@ parameter                 default         source
 ``scale_selection``       image           per-image α* (paper Table 1 "SG²_Opt"); ``batch`` = dataset-level
 ``max_noise_std``         0 (= auto)      entropy-plateau grid search (App. E.1); the authors found
                                           0.3 for ResNet50 and 0.5 for ViT on [0, 1] ImageNet images
+``output``                log_softmax     the paper explains the log-softmax of the class; ``logit`` explains
+                                          the raw class logit (what this plugin did before issue 14)
 ``n_samples``             256             authors' code, experiment 8 (max samples per level;
                                           ``samples`` is its deprecated name)
 ``sample_batch``          16              authors' code, experiment 8
@@ -71,7 +73,7 @@ import numpy as np
 import torch
 
 from cryoxplain.errors import ParameterError
-from cryoxplain.explain.base import Explainer, Param, batched_gradients
+from cryoxplain.explain.base import Explainer, Param, batched_gradients, explained_function
 from cryoxplain.explain.extras import spectrum_extras
 from cryoxplain.explain.sampling import image_noise, perturb
 
@@ -183,6 +185,8 @@ class SpectralLens(Explainer):
         Param("sample_batch", int, 16, "samples drawn between convergence checks (authors: 16)", min=1),
         Param("min_change", float, 1e-3, "stop when the running mean changes by less than this (relative)", min=0.0),
         Param("seed", int, 0, "noise seed"),
+        Param("output", str, "log_softmax", "classifiers: explain the target class's log-softmax (paper) or its "
+              "raw logit; image and single-score outputs are explained as they are", choices=("log_softmax", "logit")),
         Param("keep_levels", bool, False, "return the per-level maps (B, K, H, W)"),
         Param("internal_batch_size", int, 64, "noisy images per forward/backward pass", min=1),
     )
@@ -233,6 +237,12 @@ class SpectralLens(Explainer):
     def _attribute(self, f, inputs, ctx):
         model, x = ctx.model, inputs
         b = x.shape[0]
+        if self.output == "log_softmax":  # the paper explains log p(class | x), not the logit
+            def log_p(z, _m=model):
+                y = _m(z)
+                return torch.log_softmax(y, dim=1) if y.ndim == 2 and y.shape[1] > 1 else y
+
+            f = explained_function(log_p, ctx.target)
         gen = ctx.generators(x)  # per-image streams: independent of batching
         extras = {}
         if self.max_noise_std > 0:

@@ -33,15 +33,15 @@ class _Degrees(click.ParamType):
               help="Model file (.safetensors) or shipped model name.")
 @click.option("--n-images", "-n", type=click.IntRange(min=1), default=64, show_default=True,
               help="Images drawn (seeded) from the stack.")
-@click.option("--n-offgrid", type=click.IntRange(min=0), default=8, show_default=True,
-              help="Random off-grid angles (uniform on 0-360°, ≥2° from multiples of 90°).")
+@click.option("--n-offgrid", type=click.IntRange(min=0), default=12, show_default=True,
+              help="Stratified off-grid angles (one per equal sector of 0-360°, ≥2° from multiples of 90°).")
 @click.option("--angles", type=_Degrees(), default=None, help="Explicit off-grid angles in degrees, comma-separated (replaces --n-offgrid).")
 @click.option("--rotation", "method", type=click.Choice(["fft", "spline"]), default="fft", show_default=True,
               help="Off-grid rotation: band-limited FFT three-shear or order-5 spline.")
 @click.option("--radius", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Mask radius in pixels [default: box/2].")
+              help="Output window radius in pixels [default: the model's valid disc, box/2 for cartesian models].")
 @click.option("--taper", type=click.FloatRange(min=0), default=None,
-              help="Raised-cosine mask edge in pixels (0: hard disc) [default: box/8].")
+              help="Raised-cosine window edge in pixels (0: hard disc) [default: box/8].")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write a PNG of the error vs angle.")
 @click.option("--stack", "stack_header", is_flag=True,
@@ -55,10 +55,11 @@ def equivariance(stack, model, n_images, n_offgrid, angles, method, radius, tape
                  project_dir, seed, device, batch_size, force):
     """Rotation-equivariance error of MODEL on particles of STACK (MRC stack, RELION .star or cryoSPARC .cs).
 
-    E(θ) = ‖M⊙(F(R_θ x) − R_θ F(x))‖ / ‖M⊙R_θ F(x)‖ (M: disc inscribed in the box with a tapered
-    edge, pooled over images) at 90/180/270° (exact rotations) and at random off-grid angles
-    (band-limited rotation), with the rotation operator's own round-trip floor
-    ‖M⊙(R_−θ R_θ x − x)‖/‖M⊙x‖ on the inputs and outputs, and the E of an exactly equivariant
+    E(θ) = ‖W⊙F(R_θ x) − R_θ(W⊙F(x))‖ / ‖R_θ(W⊙F(x))‖ (W: a smooth disc inside the model's valid
+    disc, applied to the output before rotating; pooled over images) at 90/180/270° (exact
+    rotations) and at stratified off-grid angles (band-limited rotation; mean and spread), with
+    the rotation operator's own round-trip floor
+    ‖R_−θ R_θ(W x) − W x‖/‖W x‖ on the inputs and outputs, and the E of an exactly equivariant
     isotropic blur (iso-ref: what the measurement itself contributes) beside it.  The network is
     measured on the images normalised as for denoising.
     Classifiers report prediction agreement and the KL divergence of their softmax outputs instead.

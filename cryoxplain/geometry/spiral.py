@@ -200,12 +200,22 @@ def _check_rows(rows: int) -> int:
     return rows
 
 
-def spiral_geometry(box_size: int, n_wind: int | None = None, n_spls: int | None = None) -> SpiralGeometry:
+def spiral_geometry(box_size: int, n_wind: int | None = None, n_spls: int | None = None,
+                    oversample: int = 1) -> SpiralGeometry:
     """Geometry for a ``box_size`` box; ``n_wind``/``n_spls`` default to ≈ 1 px spacing.
 
     ``n_wind = ceil(R)`` and ``n_spls = ceil(π R n_wind)`` with ``R = (box_size − 1) // 2``;
-    e.g. 256 px → 127 windings, 50 671 samples.
+    e.g. 256 px → 127 windings, 50 671 samples.  ``oversample = s`` (integer ≥ 1) makes both
+    spacings ≈ 1/s px instead: ``n_wind = ceil(s R)``, ``n_spls = ceil(s π R n_wind)`` (s² times
+    the samples; a kernel on the ribbon then spans 1/s of the pixels).  Explicit ``n_wind`` /
+    ``n_spls`` are used as given.
     """
+    try:
+        oversample = int(oversample)
+    except (TypeError, ValueError):
+        raise ParameterError(f"oversample must be an integer >= 1, got oversample={oversample!r}") from None
+    if oversample < 1:
+        raise ParameterError(f"oversample must be an integer >= 1, got oversample={oversample}")
     try:
         box_size = int(box_size)
     except (TypeError, ValueError):
@@ -213,10 +223,10 @@ def spiral_geometry(box_size: int, n_wind: int | None = None, n_spls: int | None
     if box_size < 4:
         raise ParameterError(f"box_size must be at least 4 pixels, got {box_size}")
     radius = float((box_size - 1) // 2)
-    n_wind = _default_wind(radius) if n_wind is None else int(n_wind)
+    n_wind = _default_wind(radius * oversample) if n_wind is None else int(n_wind)
     if n_wind < 1:
         raise ParameterError(f"n_wind must be ≥ 1, got {n_wind}")
-    n_spls = _default_spls(radius, n_wind) if n_spls is None else int(n_spls)
+    n_spls = _default_spls(radius * oversample, n_wind) if n_spls is None else int(n_spls)
     return SpiralGeometry(box_size, n_wind, n_spls)
 
 

@@ -24,7 +24,10 @@ class EquivarianceReport:
     ``task`` is ``denoise`` (``grid``/``offgrid``: ``{angle_deg: E}``) or ``classify``
     (``grid``/``offgrid``: ``{angle_deg: {"agreement", "kl"}}``).  ``floor``: ``{angle_deg:
     round-trip error of the rotation on the inputs}``; ``floor_output`` the same on ``F(x)``
-    (denoisers only: the rotation is applied to the outputs in E).
+    (denoisers only: the rotation is applied to the outputs in E).  ``window`` names the output
+    window (applied before rotating), ``mask`` the optional evaluation mask applied after.
+    ``summary`` gives the means and, as ``offgrid_std``, the spread (standard deviation over the
+    off-grid angles).
     """
 
     task: str
@@ -37,12 +40,18 @@ class EquivarianceReport:
     floor_output: dict = field(default_factory=dict)
     reference: dict = field(default_factory=dict)
     seed: int = 0
-    mask: str = "disc"
+    mask: str = "none"
+    window: str = "box default"
 
     @staticmethod
     def _mean(d: dict, key: str | None = None) -> float:
         vals = [v[key] if key else v for v in d.values()]
         return float(np.mean(vals)) if vals else float("nan")
+
+    @staticmethod
+    def _std(d: dict, key: str | None = None) -> float:
+        vals = [v[key] if key else v for v in d.values()]
+        return float(np.std(vals)) if vals else float("nan")
 
     @property
     def summary(self) -> dict[str, float]:
@@ -50,8 +59,10 @@ class EquivarianceReport:
             return {"grid_agreement": self._mean(self.grid, "agreement"), "grid_kl": self._mean(self.grid, "kl"),
                     "offgrid_agreement": self._mean(self.offgrid, "agreement"),
                     "offgrid_kl": self._mean(self.offgrid, "kl"),
+                    "offgrid_agreement_std": self._std(self.offgrid, "agreement"),
                     "floor": self._mean({a: v for a, v in self.floor.items() if a in self.offgrid})}
         return {"grid": self._mean(self.grid), "offgrid": self._mean(self.offgrid),
+                "offgrid_std": self._std(self.offgrid), "n_offgrid": len(self.offgrid),
                 "floor": self._mean({a: v for a, v in self.floor.items() if a in self.offgrid}),
                 "floor_output": self._mean({a: v for a, v in self.floor_output.items() if a in self.offgrid}),
                 "reference": self._mean({a: v for a, v in self.reference.items() if a in self.offgrid})}
@@ -61,9 +72,11 @@ class EquivarianceReport:
         for k in ("grid", "offgrid", "floor", "floor_output", "reference"):
             d[k] = {f"{a:g}": v for a, v in d[k].items()}
         d["summary"] = self.summary
-        d["definition"] = ("E(theta) = ||M*(F(R x) - R F(x))|| / ||M*R F(x)||, pooled over images; "
-                           "floor = ||M*(R_-theta R_theta x - x)|| / ||M*x|| (floor_output: the same on F(x)); "
-                           "reference = E(theta) of an isotropic Gaussian blur (sigma 1 px) on the same images")
+        d["definition"] = ("E(theta) = ||W*F(R x) - R(W*F(x))|| / ||R(W*F(x))||, pooled over images, W the output "
+                           "window (smooth disc inside the model's valid disc, applied before rotating); "
+                           "floor = ||R_-theta R_theta (W*x) - W*x|| / ||W*x|| (floor_output: the same on F(x)); "
+                           "reference = E(theta) of an isotropic Gaussian blur (sigma 1 px) on the same images and window; "
+                           "offgrid_std = standard deviation of E over the off-grid angles")
         return d
 
     def rows(self) -> list[tuple]:
@@ -91,9 +104,12 @@ class EquivarianceReport:
             lines.append(f"{'mean grid':<18}{s['grid']:>11.4e}{0.0:>11.3e}{0.0:>11.3e}{0.0:>11.3e}")
             lines.append(f"{'mean off-grid':<18}{s['offgrid']:>11.4e}{s['floor']:>11.3e}{s['floor_output']:>11.3e}"
                          f"{s['reference']:>11.3e}")
+            lines.append(f"{'spread (sd)':<18}{s['offgrid_std']:>11.4e}   over {s['n_offgrid']} off-grid angles")
             lines.append("floor(x): rotation round trip on the inputs; floor(Fx): on the outputs; iso-ref: E of an "
                          "exactly equivariant isotropic blur (the metric's floor for a denoiser)")
-        lines.append(f"({self.n_images} images, {self.box}x{self.box} box, {self.mask} mask, rotation: {self.method})")
+        extra = "" if self.mask == "none" else f", {self.mask} mask"
+        lines.append(f"({self.n_images} images, {self.box}x{self.box} box, output window {self.window}{extra}, "
+                     f"rotation: {self.method})")
         return "\n".join(lines)
 
 

@@ -17,6 +17,10 @@ Optional capabilities, each its own protocol:
 
 * :class:`Tileable` – ``receptive_radius`` (int): an output pixel depends only on the input
   pixels within this distance, so micrographs can be denoised in tiles without seams;
+* :class:`HasValidDisc` – ``valid_radius`` (float pixels, or None): the model's output is
+  defined (a prediction) only inside the disc of this radius about the box centre ``N // 2``
+  (the spiral CNN: its mask radius); ``None`` means the whole box.  Metrics window the output
+  by a smooth disc inside it (:func:`model_valid_radius`; docs/equivariance.md);
 * :class:`HasInferenceForm` – ``for_inference()`` returns a frozen, numerically equivalent module
   that is faster to apply (batch norms folded, …); applying a denoiser uses it.
 
@@ -34,7 +38,7 @@ from torch import nn
 
 __all__ = ["TASKS", "CryoxplainModel", "Tileable", "HasInferenceForm", "ModelBase", "conforms",
            "model_task", "model_input_shape", "model_description", "model_receptive_radius",
-           "inference_form"]
+           "HasValidDisc", "model_valid_radius", "inference_form"]
 
 #: the tasks a model can have
 TASKS = ("denoise", "classify")
@@ -65,6 +69,13 @@ class Tileable(Protocol):
     """A fully convolutional model whose output pixel sees only ``receptive_radius`` px of input."""
 
     receptive_radius: int
+
+
+@runtime_checkable
+class HasValidDisc(Protocol):
+    """A model whose output is a prediction only inside the disc of ``valid_radius`` px (None: the box)."""
+
+    valid_radius: float | None
 
 
 @runtime_checkable
@@ -131,6 +142,13 @@ def model_receptive_radius(model) -> int | None:
     """The receptive radius in pixels of a :class:`Tileable` model, else None (unknown)."""
     r = getattr(model, "receptive_radius", None)
     return None if r is None else int(r)
+
+
+def model_valid_radius(model) -> float | None:
+    """Radius in pixels of the disc about the box centre on which ``model``'s output is defined
+    (:class:`HasValidDisc`), or None: the whole box (cartesian models, foreign modules, callables)."""
+    r = getattr(model, "valid_radius", None)
+    return None if r is None else float(r)
 
 
 def inference_form(model: nn.Module) -> nn.Module:

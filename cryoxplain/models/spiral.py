@@ -32,11 +32,25 @@ load as ``residual=True``.
 Rule outside the disc (thesis Remark 31)
 ----------------------------------------
 The spiral denoiser acts only on :attr:`SpiralDenoiser.mask` (the pixels inside the spiral's
-disc, see :class:`~cryoxplain.geometry.spiral.SpiralOperators`).  With ``outside="passthrough"``
-(default) the output equals the input outside the mask – the model makes no claim there – in
-both modes; with ``outside="zero"`` the output is zero outside the mask (a hard circular mask, as
-used for particle averaging).  Ribbon samples beyond the outermost winding are
-zero (zero padding, as an ordinary CNN pads the image border).
+disc, see :class:`~cryoxplain.geometry.spiral.SpiralOperators`) and says so:
+:attr:`SpiralDenoiser.valid_radius` (the mask radius; metrics window its output inside that disc,
+:func:`cryoxplain.models.protocol.model_valid_radius`).  With ``outside="zero"`` (the default when
+the net predicts the signal) the output is zero outside the mask (a hard circular mask, as used for
+particle averaging; the thesis' setting); with ``outside="passthrough"`` (the default of the
+residual net) the output equals the input outside the mask – the model makes no claim there.
+Ribbon samples beyond the outermost winding are zero (zero padding, as an ordinary CNN pads the
+image border).  Model files written before the default changed record their ``outside``.
+
+Prefilter and oversampling (config keys ``prefilter_sigma``, ``oversample``)
+--------------------------------------------------------------------------
+Bilinear grid→spiral sampling of pixel noise at ≈ 1 px spacing cannot rotate: the fixed resampling
+``S2G(G2S(x))`` alone has E ≈ 0.2 on white noise.  An isotropic Gaussian prefilter of
+``prefilter_sigma`` px (:mod:`cryoxplain.imaging.filters`, reflect borders; folded into the
+grid→spiral matrix, so it costs nothing at run time) before the spiral removes the pixel-scale
+content no rotation can carry; ``oversample = s`` samples the spiral at ≈ 1/s px
+(:func:`cryoxplain.geometry.spiral.spiral_geometry`).  Measured resampling floors for each
+(:func:`spiral_resampling_floor`): docs/equivariance.md §1.  Files written before these keys
+existed load with ``prefilter_sigma=0``, ``oversample=1``.
 """
 from __future__ import annotations
 
@@ -51,7 +65,8 @@ from ..geometry.spiral import SpiralGeometry, SpiralOperators, spiral_geometry, 
 from .protocol import ModelBase
 from .registry import ArchitectureSpec, config_bool
 
-__all__ = ["SparseResampler", "SpiralConv2d", "SpiralDenoiser", "spiral_denoiser", "spiral_param_count"]
+__all__ = ["SparseResampler", "SpiralConv2d", "SpiralDenoiser", "spiral_denoiser", "spiral_param_count",
+           "prefiltered_grid_to_spiral", "spiral_resampling_floor", "DEFAULT_PREFILTER_SIGMA"]
 
 
 class _SparseApply(torch.autograd.Function):
@@ -212,6 +227,28 @@ class _SpiralBN(nn.BatchNorm1d):
 
 
 OUTSIDE_RULES = ("passthrough", "zero")
+#: σ (px) of the isotropic prefilter before grid→spiral sampling (docs/equivariance.md §1)
+DEFAULT_PREFILTER_SIGMA = 0.7
+
+
+def prefiltered_grid_to_spiral(g2s: sp.spmatrix, box_size: int, sigma: float) -> sp.csr_matrix:
+    """``G2S · K_σ``: the grid→spiral matrix after an isotropic Gaussian blur of ``sigma`` px.
+
+    ``K_σ`` is the 2-D blur of :func:`cryoxplain.imaging.filters.gaussian_blur` (reflect borders)
+    as a matrix on row-major images, the Kronecker product of its 1-D operators
+    (:func:`~cryoxplain.imaging.filters.gaussian_blur_matrices`); ``sigma = 0``: ``g2s`` unchanged.
+    """
+    if sigma == 0:
+        return sp.csr_matrix(g2s)
+    from ..imaging.filters import gaussian_blur_matrices
+
+    G, _ = gaussian_blur_matrices(int(box_size), [float(sigma)], border="reflect", dtype=torch.float64)
+    g = sp.csr_matrix(G[0].cpu().numpy())
+    g.eliminate_zeros()
+    out = (sp.csr_matrix(g2s, dtype=np.float64) @ sp.kron(g, g, format="csr")).tocsr()
+    out.eliminate_zeros()
+    out.sort_indices()
+    return out
 
 
 class SpiralDenoiser(ModelBase):
@@ -229,29 +266,42 @@ class SpiralDenoiser(ModelBase):
     and is less equivariant (E 0.67 vs 0.23), since the noise estimate must pass through the
     spiral resampling, which cannot carry pixel-level noise; predicting the signal, the same
     layers reach 5.85 dB vs 5.26 dB and E 0.105 vs 0.125 (``benchmarks/equivariance_experiments.py
-    --quick``, docs/equivariance.md §4).  Outside the mask the output follows ``outside`` (see the
-    module docstring) in both modes.  Input: ``(B, 1, box_size, box_size)``.
+    --quick``, docs/equivariance.md §4; superseded numbers).  Outside the mask the output follows
+    ``outside`` (default: ``"zero"`` for the signal net, ``"passthrough"`` for the residual net; see
+    the module docstring).  ``prefilter_sigma``/``oversample``: module docstring.  Input:
+    ``(B, 1, box_size, box_size)``.
     """
 
     task = "denoise"
 
     def __init__(self, box_size: int = 64, depth: int = 8, width: int = 32, kernel_size: int = 3,
-                 n_wind: int | None = None, n_spls: int | None = None, outside: str = "passthrough",
-                 residual: bool = False, disk_cache: bool = True):
+                 n_wind: int | None = None, n_spls: int | None = None, outside: str | None = None,
+                 residual: bool = False, disk_cache: bool = True, prefilter_sigma: float = DEFAULT_PREFILTER_SIGMA,
+                 oversample: int = 1):
         super().__init__()
         self.residual = config_bool(residual, "residual")
         if int(depth) < 2:
             raise ParameterError(f"depth must be ≥ 2 (first and last convolution), got {depth}")
         if int(width) < 1:
             raise ParameterError(f"width must be ≥ 1, got {width}")
+        if outside is None:
+            outside = "passthrough" if self.residual else "zero"
         if outside not in OUTSIDE_RULES:
             raise ParameterError(f"outside must be one of {OUTSIDE_RULES}, got {outside!r}")
-        self.geometry = spiral_geometry(box_size, n_wind, n_spls)
+        try:
+            self.prefilter_sigma = float(prefilter_sigma)
+        except (TypeError, ValueError):
+            raise ParameterError(f"prefilter_sigma must be a number of pixels >= 0, got {prefilter_sigma!r}") from None
+        if not self.prefilter_sigma >= 0:
+            raise ParameterError(f"prefilter_sigma must be >= 0 pixels, got prefilter_sigma={prefilter_sigma}")
+        self.geometry = spiral_geometry(box_size, n_wind, n_spls, oversample=oversample)
+        self.oversample = int(oversample)
         self.ops: SpiralOperators = spiral_operators(self.geometry, int(kernel_size), disk_cache=disk_cache)
         self.input_shape = (self.geometry.box_size, self.geometry.box_size)
         self.outside = outside
         self.depth, self.width, self.kernel_size = int(depth), int(width), int(kernel_size)
-        self.to_spiral = SparseResampler(self.ops.grid_to_spiral)
+        self.to_spiral = SparseResampler(prefiltered_grid_to_spiral(self.ops.grid_to_spiral, self.geometry.box_size,
+                                                                    self.prefilter_sigma))
         self.to_grid = SparseResampler(self.ops.spiral_to_grid)
         ribbon = SparseResampler(self.ops.ribbon(self.kernel_size))
         self.register_buffer("mask", torch.from_numpy(self.ops.mask.copy()), persistent=False)
@@ -270,7 +320,23 @@ class SpiralDenoiser(ModelBase):
         g = self.geometry
         return {"box_size": g.box_size, "depth": self.depth, "width": self.width,
                 "kernel_size": self.kernel_size, "n_wind": g.n_wind, "n_spls": g.n_spls,
-                "outside": self.outside, "residual": self.residual}
+                "outside": self.outside, "residual": self.residual, "prefilter_sigma": self.prefilter_sigma,
+                "oversample": self.oversample}
+
+    @property
+    def valid_radius(self) -> float:
+        """Radius (px) of the disc about the box centre where the output is a prediction: the
+        spiral's mask radius (:class:`~cryoxplain.models.protocol.HasValidDisc`)."""
+        return float(self.geometry.mask_radius)
+
+    def resample(self, x: torch.Tensor) -> torch.Tensor:
+        """The fixed resampling path alone, ``S2G(G2S(x))`` with the prefilter (what the net computes
+        with an identity body), zero outside :attr:`mask`: its equivariance error is the net's
+        resampling floor (:func:`spiral_resampling_floor`)."""
+        self.check_input(x)
+        B = x.shape[0]
+        s = self.to_spiral(x.reshape(B, 1, -1).to(self.mask.device))
+        return self.to_grid(s).reshape(B, 1, *self.input_shape)
 
     def check_input(self, x: torch.Tensor) -> None:
         if x.ndim != 4 or x.shape[1] != 1:
@@ -337,7 +403,7 @@ class SpiralDenoiser(ModelBase):
     def extra_repr(self) -> str:
         g = self.geometry
         return (f"box_size={g.box_size}, n_wind={g.n_wind}, n_spls={g.n_spls}, outside={self.outside!r}, "
-                f"residual={self.residual}")
+                f"residual={self.residual}, prefilter_sigma={self.prefilter_sigma:g}, oversample={self.oversample}")
 
 
 def spiral_param_count(depth: int, width: int, kernel_size: int = 3) -> int:
@@ -354,14 +420,32 @@ def spiral_param_count(depth: int, width: int, kernel_size: int = 3) -> int:
 
 def spiral_denoiser(box_size: int = 64, depth: int = 8, width: int = 32, kernel_size: int = 3,
                     n_wind: int | None = None, n_spls: int | None = None,
-                    outside: str = "passthrough", residual: bool = False) -> SpiralDenoiser:
+                    outside: str | None = None, residual: bool = False,
+                    prefilter_sigma: float = DEFAULT_PREFILTER_SIGMA, oversample: int = 1) -> SpiralDenoiser:
     """Factory registered as architecture ``spiral`` (task ``denoise``); see :class:`SpiralDenoiser`."""
     return SpiralDenoiser(box_size=box_size, depth=depth, width=width, kernel_size=kernel_size,
-                          n_wind=n_wind, n_spls=n_spls, outside=outside, residual=residual)
+                          n_wind=n_wind, n_spls=n_spls, outside=outside, residual=residual,
+                          prefilter_sigma=prefilter_sigma, oversample=oversample)
+
+
+def spiral_resampling_floor(model: SpiralDenoiser, images, angles_deg=None, window=None) -> dict:
+    """Equivariance error of the spiral's fixed resampling path (:meth:`SpiralDenoiser.resample`) on
+    ``images`` (e.g. white noise): ``{"per_angle": {θ: E}, "mean": …, "std": …}`` with the windowed
+    metric (default: the model's window, 12 stratified off-grid angles).  No trained body can be
+    more equivariant than this on those images."""
+    from ..metrics.equivariance import common_window, equivariance_error, offgrid_angles
+
+    box = model.geometry.box_size
+    e = equivariance_error(model.resample, images, offgrid_angles() if angles_deg is None else angles_deg,
+                           window=common_window(box, model) if window is None else window)
+    v = np.array(list(e.values()))
+    return {"per_angle": e, "mean": float(v.mean()), "std": float(v.std())}
 
 
 #: the ``spiral`` architecture (entry point ``cryoxplain.architectures``); files written before
-#: ``residual`` existed are residual nets (the default then)
-ARCHITECTURE = ArchitectureSpec("spiral", "denoise", spiral_denoiser, legacy_defaults={"residual": True},
+#: ``residual`` existed are residual nets (the default then), files written before the prefilter and
+#: oversampling keys existed had neither
+ARCHITECTURE = ArchitectureSpec("spiral", "denoise", spiral_denoiser,
+                                legacy_defaults={"residual": True, "prefilter_sigma": 0.0, "oversample": 1},
                                 small_config={"box_size": 24, "depth": 3, "width": 4},
                                 description="spiral CNN denoiser (approximately rotation-equivariant, fixed box)")

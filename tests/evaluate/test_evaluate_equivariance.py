@@ -82,7 +82,7 @@ def test_cli_table_json_plot_and_errors(tmp_path, models):
     assert r.exit_code == 0, r.output
     d = json.loads(r.output)
     assert set(d["offgrid"]) == {"33", "200.5"} and set(d["grid"]) == {"90", "180", "270"}
-    assert d["summary"]["grid"] < 1e-5 and d["arch"] == "_eqv_test_net" and "taper 0" in d["mask"]
+    assert d["summary"]["grid"] < 1e-5 and d["arch"] == "_eqv_test_net" and "taper 0" in d["window"]
     assert d["summary"]["reference"] >= 0 and set(d["reference"]) == {"33", "200.5", "90", "180", "270"}
     assert max(d["reference"][a] for a in ("90", "180", "270")) < 1e-10
     assert d["summary"]["reference"] == pytest.approx((d["reference"]["33"] + d["reference"]["200.5"]) / 2)

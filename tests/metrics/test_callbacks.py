@@ -25,7 +25,8 @@ def test_callback_columns():
     cb = EquivarianceCallback(n_images=3, n_offgrid=2, seed=1)
     iso = cb(_iso, 0, x, None)
     ani = cb(_shift, 0, x, None)
-    assert set(iso) == {"equivariance", "equivariance_grid", "equivariance_floor", "equivariance_reference"}
+    assert set(iso) == {"equivariance", "equivariance_std", "equivariance_grid", "equivariance_floor",
+                        "equivariance_reference"}
     assert iso["equivariance_grid"] < 1e-5 < 0.3 < ani["equivariance_grid"]
     assert ani["equivariance"] > iso["equivariance"]
     assert iso["equivariance_floor"] == ani["equivariance_floor"] > 0

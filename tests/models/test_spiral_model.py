@@ -173,7 +173,7 @@ def test_registered_and_round_trips_through_model_file(tmp_path):
     m.eval()
     cfg = m.config()
     assert cfg == dict(box_size=24, depth=3, width=4, kernel_size=3, n_wind=11, n_spls=381,
-                       outside="passthrough", residual=False)
+                       outside="zero", residual=False, prefilter_sigma=0.7, oversample=1)
     path = save_model(tmp_path / "s.safetensors", m, "spiral", cfg, training={"epochs": 0})
     m2, info = load_model(path)
     assert info.arch == "spiral" and info.task == "denoise"
@@ -312,3 +312,59 @@ def test_cpu_and_cuda_agree():
     xg = x.cuda().requires_grad_()
     mg(xg).square().mean().backward()
     assert torch.isfinite(xg.grad).all()
+
+
+# --------------------------------------------------------------------------------------------
+# issue 14 item 2: outside default, prefilter, oversampling, the resampling floor, old files
+# --------------------------------------------------------------------------------------------
+def test_prefilter_is_the_one_gaussian_blur_before_the_spiral():
+    from cryoxplain.imaging.filters import gaussian_blur
+
+    torch.manual_seed(0)
+    m = SpiralDenoiser(box_size=24, depth=2, width=2, prefilter_sigma=0.7)
+    m0 = SpiralDenoiser(box_size=24, depth=2, width=2, prefilter_sigma=0.0)
+    x = torch.randn(3, 1, 24, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(m.resample(x), m0.resample(gaussian_blur(x, 0.7)), atol=1e-5, rtol=1e-5)
+    assert m.valid_radius == m.geometry.mask_radius == 10.0
+    with pytest.raises(Exception, match="prefilter_sigma"):
+        SpiralDenoiser(box_size=24, depth=2, width=2, prefilter_sigma=-1)
+
+
+def test_oversampling_densifies_the_spiral():
+    from cryoxplain.geometry.spiral import spiral_geometry
+
+    g1, g2 = spiral_geometry(24), spiral_geometry(24, oversample=2)
+    assert g2.n_wind == 2 * g1.n_wind and g2.n_spls >= 4 * g1.n_spls - 4 * g1.n_wind
+    assert g2.mask_radius > g1.mask_radius
+    with pytest.raises(Exception, match="oversample"):
+        spiral_geometry(24, oversample=0)
+
+
+def test_resampling_floor_on_white_noise_below_bound_with_prefilter():
+    """The fixed grid→spiral→grid path on white noise (33-px box, 12 stratified angles, windowed
+    metric): ≈ 0.48 without the prefilter, ≈ 0.20 with σ = 0.7 px (docs/equivariance.md §1).
+    Bound: < 0.25 with the default prefilter, and at most half the unfiltered floor."""
+    from cryoxplain.models.spiral import spiral_resampling_floor
+
+    noise = torch.as_tensor(np.random.default_rng(0).standard_normal((16, 33, 33)), dtype=torch.float32)
+    pre = SpiralDenoiser(box_size=33, depth=2, width=1)
+    raw = SpiralDenoiser(box_size=33, depth=2, width=1, prefilter_sigma=0.0)
+    f_pre, f_raw = spiral_resampling_floor(pre, noise), spiral_resampling_floor(raw, noise)
+    assert len(f_pre["per_angle"]) == 12
+    assert f_pre["mean"] < 0.25 and f_pre["mean"] < 0.5 * f_raw["mean"], (f_pre["mean"], f_raw["mean"])
+
+
+def test_old_spiral_files_keep_their_meaning(tmp_path):
+    """A model file written before prefilter_sigma/oversample existed loads with neither (legacy
+    defaults), and computes what it computed then."""
+    torch.manual_seed(0)
+    old = SpiralDenoiser(box_size=24, depth=3, width=4, prefilter_sigma=0.0, outside="passthrough").eval()
+    cfg = {k: v for k, v in old.config().items() if k not in ("prefilter_sigma", "oversample")}
+    path = save_model(tmp_path / "old.safetensors", old, "spiral", cfg, training={"epochs": 0})
+    m2, info = load_model(path)
+    assert info.config["prefilter_sigma"] == 0.0 and info.config["oversample"] == 1
+    assert m2.outside == "passthrough" and m2.prefilter_sigma == 0.0
+    x = torch.randn(2, 1, 24, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(old(x), m2(x))

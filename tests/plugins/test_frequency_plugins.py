@@ -293,14 +293,14 @@ def test_smoothgrad_zero_noise_equals_gradient():
     g = g[:, 0].numpy()
     for comb in ("additive", "convex"):
         a = create_explainer("spectral_lens", method="smoothgrad", combination=comb, level=0.0,
-                             max_noise_std=1.0).attribute(model, x, tgt)
+                             max_noise_std=1.0, output="logit").attribute(model, x, tgt)
         np.testing.assert_allclose(a.maps, g, rtol=1e-6, atol=1e-9)
         sq = create_explainer("spectral_lens", method="smoothgrad_sq", combination=comb, level=0.0,
-                              max_noise_std=1.0).attribute(model, x, tgt)
+                              max_noise_std=1.0, output="logit").attribute(model, x, tgt)
         np.testing.assert_allclose(sq.maps, g * g, rtol=1e-6, atol=1e-12)
     # σ → 0 on a smooth model: the O(σ²) bias vanishes
     tiny = create_explainer("spectral_lens", method="smoothgrad", combination="additive", level=1e-6,
-                            max_noise_std=1.0, n_samples=32).attribute(model, x, tgt)
+                            max_noise_std=1.0, n_samples=32, output="logit").attribute(model, x, tgt)
     assert np.abs(tiny.maps - g).max() <= 1e-5 * np.abs(g).max()
 
 
@@ -606,3 +606,27 @@ def test_lowpass_xplique_compatible_mode():
     for sigma in (3, 7.5, 15):
         ours = lowpass_filter(phi, sigma, "disk", abs_input=True, abs_output=True)
         np.testing.assert_allclose(ours, _xplique_forgrad_numpy(phi, sigma), atol=1e-12)
+
+
+
+# --------------------------------------------------------------------------------------- issue 14 item 5
+def test_spectral_lens_explains_log_softmax_by_default():
+    """The paper explains log p(class | x): the default's zero-noise SmoothGrad is the gradient of
+    the log-softmax of the target class; output=logit gives the logit's gradient."""
+    model, tgt, x = classifier(), class_target(), images()
+    x = x.clone().requires_grad_(True)
+    lp = torch.log_softmax(model(x), dim=1)
+    g_lp = torch.autograd.grad(tgt(lp).sum(), x)[0][:, 0].detach().numpy()
+    a = create_explainer("spectral_lens", method="smoothgrad", level=0.0, max_noise_std=1.0).attribute(model, x.detach(), tgt)
+    np.testing.assert_allclose(a.maps, g_lp, rtol=1e-6, atol=1e-9)
+    b = create_explainer("spectral_lens", method="smoothgrad", level=0.0, max_noise_std=1.0,
+                         output="logit").attribute(model, x.detach(), tgt)
+    assert np.abs(a.maps - b.maps).max() > 1e-6
+
+
+def test_blur_ig_max_sigma_relative_to_box_and_gap_warning():
+    model, tgt, x = classifier(), class_target(), images()
+    a = create_explainer("blur_ig", steps=8).attribute(model, x, tgt)
+    assert a.extras["sigmas"].max() == pytest.approx(x.shape[-1] / 4)  # 0 = box/4
+    with pytest.warns(UserWarning, match="completeness gap"):
+        create_explainer("blur_ig", steps=2, max_gap=1e-9).attribute(model, x, tgt)
