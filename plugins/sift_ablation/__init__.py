@@ -5,3 +5,6 @@ Modules: :mod:`.scale_space` (σ grid, exact DoG bands), :mod:`.keypoints` (dete
 :mod:`.decomposition` (cells and the decoder), :mod:`.pathspace` (feature paths on the pixel
 plugin's optimiser), :mod:`.render` (heatmaps, keypoint overlay), :mod:`.explainer`.
 """
+from .explainer import SiftAblation
+
+__all__ = ["SiftAblation"]
