@@ -69,15 +69,16 @@ def affine_fit_snr(clean: np.ndarray, est: np.ndarray, mask: np.ndarray) -> floa
 
 
 def metrics(clean_path, est_path, noisy_path, pixel_size) -> dict:
+    from cryoxplain.evaluate import evaluate_snr_files
+    from cryoxplain.imaging.masks import disc_mask
     from cryoxplain.io.mrc import read_mrc
-    from cryoxplain.metrics.snr import disc_mask, evaluate_files
 
-    r = evaluate_files(clean_path, est_path, noisy=noisy_path, pixel_size=pixel_size)
+    r = evaluate_snr_files(clean_path, est_path, noisy=noisy_path, pixel_size=pixel_size)
     clean, _ = read_mrc(clean_path)
     est, _ = read_mrc(est_path)
     return {"snr_in_db": r["snr_in_db"], "snr_out_db": r["snr_out_db"], "psnr_db": r["psnr_db"],
             "frc05_A": r["frc_0.5"]["resolution_A"], "frc05_crossed": r["frc_0.5"]["crossed"],
-            "snr_affine_db": affine_fit_snr(clean, est, disc_mask(clean.shape[1:]))}
+            "snr_affine_db": affine_fit_snr(clean, est, disc_mask(clean.shape[1:]) > 0)}
 
 
 def main(argv=None):

@@ -39,3 +39,8 @@ class PluginError(CryoxplainError):
 
 class DeviceError(CryoxplainError):
     """The requested compute device is not available."""
+
+
+class FileQuirkWarning(UserWarning):
+    """A file written by another tool departs from the standard in a known, harmless way (e.g. an
+    MRC header without the ``MAP `` identifier); it is read, and the warning says how."""

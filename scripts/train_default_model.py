@@ -60,7 +60,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     from cryoxplain.models.cartesian import DEFAULT_CONFIG
-    from cryoxplain.train import train_denoiser
+    from cryoxplain.denoise import train_denoiser
 
     snrs = [float(s) for s in args.snrs.split(",")]
     t0 = time.time()
@@ -73,7 +73,7 @@ def main(argv=None):
     config = dict(DEFAULT_CONFIG)
     if args.dilations and args.dilations != "none":
         config["dilations"] = [int(d) for d in args.dilations.split(",")]
-    res = train_denoiser(noisy, clean, arch="cartesian", config=config, epochs=args.epochs, seed=args.seed,
+    res = train_denoiser(noisy, clean, arch="cartesian", arch_config=config, epochs=args.epochs, seed=args.seed,
                          out=args.output, val_fraction=0.1, batch_size=args.batch_size, lr=args.lr, augment="d4",
                          crop=args.crop, lr_schedule="cosine", checkpoint_every=1, force=args.force, progress=False, metadata=meta,
                          device="cpu")

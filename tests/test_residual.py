@@ -8,7 +8,7 @@ from cryoxplain.cli.main import cli
 from cryoxplain.errors import ParameterError
 from cryoxplain.io.mrc import read_mrc, write_mrc
 from cryoxplain.models import build_model, load_model, read_model_info, save_model
-from cryoxplain.models.normalize import denormalize, normalize
+from cryoxplain.imaging.normalize import denormalize, normalize
 
 BOX = 24
 SMALL = {"cartesian": dict(depth=4, width=6), "spiral": dict(box_size=BOX, depth=4, width=6)}

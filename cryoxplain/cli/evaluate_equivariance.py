@@ -1,6 +1,8 @@
 """``cryoxplain evaluate equivariance STACK``: rotation-equivariance report of a denoiser (or classifier).
 
-Thin wrapper over :func:`cryoxplain.metrics.equivariance.evaluate_stack_equivariance`.
+Thin wrapper over :func:`cryoxplain.evaluate.evaluate_stack_equivariance`; the table is
+:meth:`cryoxplain.metrics.report.EquivarianceReport.format_table`, the figure
+:func:`cryoxplain.metrics.plots.plot_equivariance`.
 """
 from __future__ import annotations
 
@@ -8,17 +10,21 @@ import json
 
 import click
 
-from ..errors import ParameterError
 from .common import batch_size_option, device_option, force_option, seed_option
 
 
-def _angles(text: str | None):
-    if not text:
-        return None
-    try:
-        return [float(a) for a in text.replace(" ", "").split(",") if a]
-    except ValueError:
-        raise ParameterError(f"--angles must be comma-separated degrees, e.g. 30,45,123.5; got {text!r}") from None
+class _Degrees(click.ParamType):
+    """Comma-separated angles in degrees, e.g. ``30,45,123.5`` → ``[30.0, 45.0, 123.5]``."""
+
+    name = "DEG[,DEG...]"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, list):
+            return value
+        try:
+            return [float(a) for a in str(value).replace(" ", "").split(",") if a] or None
+        except ValueError:
+            self.fail(f"must be comma-separated degrees, e.g. 30,45,123.5; got {value!r}", param, ctx)
 
 
 @click.command("equivariance")
@@ -29,7 +35,7 @@ def _angles(text: str | None):
               help="Images drawn (seeded) from the stack.")
 @click.option("--n-offgrid", type=click.IntRange(min=0), default=8, show_default=True,
               help="Random off-grid angles (uniform on 0-360°, ≥2° from multiples of 90°).")
-@click.option("--angles", default=None, help="Explicit off-grid angles in degrees, comma-separated (replaces --n-offgrid).")
+@click.option("--angles", type=_Degrees(), default=None, help="Explicit off-grid angles in degrees, comma-separated (replaces --n-offgrid).")
 @click.option("--rotation", "method", type=click.Choice(["fft", "spline"]), default="fft", show_default=True,
               help="Off-grid rotation: band-limited FFT three-shear or order-5 spline.")
 @click.option("--radius", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -54,14 +60,15 @@ def equivariance(stack, model, n_images, n_offgrid, angles, method, radius, tape
     measured on the images normalised as for denoising.
     Classifiers report prediction agreement and the KL divergence of their softmax outputs instead.
     """
+    from ..evaluate import evaluate_stack_equivariance
     from ..io.atomic import check_output
-    from ..metrics.equivariance import evaluate_stack_equivariance, plot_equivariance
+    from ..metrics.plots import plot_equivariance
 
     if plot:
         check_output(plot, force=force, inputs=(stack,))
     rep, info = evaluate_stack_equivariance(stack, model, n_images=n_images, n_offgrid=n_offgrid, seed=seed,
                                             device=device, batch_size=batch_size, method=method,
-                                            angles_deg=_angles(angles), radius=radius, taper=taper)
+                                            angles_deg=angles, radius=radius, taper=taper)
     if plot:
         plot_equivariance(rep, plot, force=force, title=f"{info.arch} model on {click.format_filename(stack)}")
     if as_json:

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import re
 import sys
+import warnings
+from pathlib import Path
 
 import click
 
 from .. import __version__
 from ..errors import CryoxplainError
 from .common import LazyGroup
+
+_PACKAGE = Path(__file__).resolve().parent.parent
+_default_format = warnings.formatwarning
 
 # command name -> "module:attribute" (module relative to this package)
 COMMANDS: dict[str, str] = {
@@ -94,11 +99,33 @@ def _terminate(signum, frame):  # pragma: no cover - exercised through a subproc
     raise SystemExit(128 + signum)
 
 
+def _format_warning(message, category, filename, lineno, line=None):
+    """Warnings the library raises for the user (quirks of input files, fallbacks) as one line."""
+    if issubclass(category, UserWarning) and Path(filename).resolve().is_relative_to(_PACKAGE):
+        return f"cryoxplain: warning: {' '.join(str(message).split())}\n"
+    return _default_format(message, category, filename, lineno, line)
+
+
+_SHOWN: set[str] = set()
+_default_show = warnings.showwarning
+
+
+def _show_once(message, category, filename, lineno, file=None, line=None):
+    """Say each distinct warning once per run (a file's quirk is found by several readers)."""
+    key = f"{category.__name__}:{message}"
+    if key in _SHOWN:
+        return
+    _SHOWN.add(key)
+    _default_show(message, category, filename, lineno, file, line)
+
+
 def main(argv=None):
     """Console-script entry point."""
     import signal
 
     signal.signal(signal.SIGTERM, _terminate)
+    warnings.formatwarning = _format_warning
+    warnings.showwarning = _show_once
     try:
         cli.main(args=argv, prog_name="cryoxplain", standalone_mode=True)
     except CryoxplainError as exc:  # raised outside a command (e.g. while loading one)

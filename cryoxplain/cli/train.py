@@ -1,50 +1,45 @@
-"""``cryoxplain train``: train a denoiser (``--task denoise``) or a particle classifier (``--task classify``)."""
-from __future__ import annotations
+"""``cryoxplain train``: train a denoiser (``--task denoise``) or a particle classifier (``--task classify``).
 
-import json
+A thin wrapper: the options become one :class:`cryoxplain.training.TrainConfig` and one call of
+:func:`cryoxplain.denoise.train_denoiser` or :func:`cryoxplain.classify.train_classifier`.
+"""
+from __future__ import annotations
 
 import click
 
-from ..errors import ParameterError
+from ..imaging.augment import AUGMENTATIONS
+from ..training.config import LR_SCHEDULES
 from .common import device_option, force_option, seed_option
-from .train_classify import classify_options, run_classifier_training
-
-
-def _parse_config(items) -> dict:
-    cfg = {}
-    for item in items:
-        if "=" not in item:
-            raise ParameterError(f"--config expects KEY=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
-        try:
-            cfg[k.strip()] = json.loads(v)
-        except ValueError:
-            cfg[k.strip()] = v
-    return cfg
 
 
 @click.command("train")
 @click.option("--task", type=click.Choice(["denoise", "classify"]), default="denoise", show_default=True)
-@click.option("--arch", default="cartesian", show_default=True, help="Registered architecture (cartesian, spiral, …).")
+@click.option("--arch", default=None,
+              help="Registered architecture (denoise: cartesian (default), spiral, …; classify: classifier).")
 @click.option("--config", "config_items", multiple=True, metavar="KEY=VALUE",
               help="Architecture config, repeatable (e.g. --config depth=8 --config width=32).")
 @click.option("--noisy", type=click.Path(dir_okay=False), help="Noisy particle stack (network input).")
 @click.option("--clean", type=click.Path(dir_okay=False), help="Clean stack (supervised target / validation ground truth).")
 @click.option("--noisy2", type=click.Path(dir_okay=False), help="Second independent noisy copy (Noise2Noise target).")
-@classify_options
+@click.option("--class-stack", "class_stacks", multiple=True, type=click.Path(dir_okay=False), metavar="STACK",
+              help="classify: one particle stack per class, repeatable; a particle's label is its stack "
+                   "(e.g. particles simulated from two structures).")
+@click.option("--class-name", "class_names", multiple=True, metavar="NAME",
+              help="classify: name of each class, in --class-stack order (default: file stems).")
 @click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True)
 @seed_option
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Model file to write (.safetensors); history → <stem>.history.h5, checkpoints → <stem>.checkpoint.safetensors.")
-@click.option("--resume", is_flag=True, help="Continue from the checkpoint next to -o (same settings) to --epochs.")
-@click.option("--augment", type=click.Choice(["none", "rot90", "flip", "d4", "rotate"]), default="none", show_default=True,
-              help="Random symmetry per sample: 90° rotations, flips, both (d4), or arbitrary-angle rotation + flip.")
+@click.option("--resume", is_flag=True, help="Continue from the checkpoint next to -o (same settings and data) to --epochs.")
+@click.option("--augment", type=click.Choice(AUGMENTATIONS), default="none", show_default=True,
+              help="Random symmetry per sample: flip (mirror), rot90, d4 (both), or rotate (any angle + mirror).")
 @device_option
 @click.option("--batch-size", "-b", type=click.IntRange(min=1), default=16, show_default=True, help="Images per optimisation step.")
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
-@click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True)
+@click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=None,
+              help="Learning-rate schedule [default: constant for denoise, cosine for classify].")
 @click.option("--val-fraction", type=float, default=0.1, show_default=True, help="Fraction of images held out.")
-@click.option("--crop", type=click.IntRange(min=1), default=None, help="Train on random CROP×CROP windows (fully convolutional models).")
+@click.option("--crop", type=click.IntRange(min=1), default=None, help="Train on random CROP×CROP windows (fully convolutional denoisers).")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=1, show_default=True, help="Checkpoint interval (epochs).")
 @click.option("--equivariance/--no-equivariance", default=True, show_default=True,
               help="Record the rotation-equivariance error per epoch (denoisers; history columns "
@@ -58,25 +53,40 @@ def train(task, arch, config_items, noisy, clean, noisy2, class_stacks, class_na
     Supervised:   cryoxplain train --noisy N.mrcs --clean C.mrcs --epochs 20 -o model.safetensors
     Noise2Noise:  cryoxplain train --noisy N1.mrcs --noisy2 N2.mrcs -o model.safetensors
     Classifier:   cryoxplain train --task classify --class-stack A.mrcs --class-stack B.mrcs -o cls.safetensors
-    Library: cryoxplain.train.train_denoiser / cryoxplain.train.classify.train_classifier.
+    Library: cryoxplain.denoise.train_denoiser / cryoxplain.classify.train_classifier (cryoxplain.training).
     """
-    config = _parse_config(config_items)
-    common = dict(arch=arch, config=config, epochs=epochs, seed=seed, out=output, resume=resume, device=device,
-                  batch_size=batch_size, lr=lr, val_fraction=val_fraction, checkpoint_every=checkpoint_every,
-                  force=force, augment=augment)
+    from ..training import TrainConfig, parse_config_items
+
+    arch_config = parse_config_items(config_items)
+    settings = dict(epochs=epochs, seed=seed, resume=resume, device=device, batch_size=batch_size, lr=lr,
+                    lr_schedule=lr_schedule, val_fraction=val_fraction, checkpoint_every=checkpoint_every,
+                    augment=augment, crop=crop)
     if task == "classify":
-        run_classifier_training(class_stacks, class_names, **common)
+        from ..classify.train import DEFAULT_CONFIG, train_classifier
+
+        def progress(epoch, row):
+            click.echo(f"epoch {epoch:>3}: train loss {row['train_loss']:.4f}  train acc {row['train_accuracy']:.3f}  "
+                       f"val loss {row['val_loss']:.4f}  val acc {row['val_accuracy']:.3f}")
+
+        res = train_classifier(list(class_stacks), class_names=list(class_names) or None, arch=arch or "classifier",
+                               arch_config=arch_config, config=TrainConfig.from_kwargs(DEFAULT_CONFIG, **settings),
+                               out=output, force=force, progress=progress)
+        click.echo(f"classes: {', '.join(f'{i}={n}' for i, n in enumerate(res.class_names))}")
+        click.echo(f"final accuracy: train {100 * res.train_accuracy:.1f} %, validation {100 * res.val_accuracy:.1f} %")
+        click.echo("validation confusion (rows: true class, columns: predicted):")
+        for name, row in zip(res.class_names, res.confusion):
+            click.echo(f"  {name:<20} " + " ".join(f"{v:>5d}" for v in row))
+        click.echo(f"wrote {res.model_path}")
         return
-    if not noisy:
-        raise ParameterError("--noisy is required for --task denoise")
-    from ..train import train_denoiser
+    from ..denoise.train import train_denoiser
 
     callbacks = []
     if equivariance:
         from ..metrics.equivariance import EquivarianceCallback
 
         callbacks.append(EquivarianceCallback(seed=seed))
-    res = train_denoiser(noisy, clean, noisy2, callbacks=callbacks, crop=crop, lr_schedule=lr_schedule, **common)
+    res = train_denoiser(noisy, clean, noisy2, arch=arch or "cartesian", arch_config=arch_config,
+                         config=TrainConfig.from_kwargs(None, **settings), out=output, callbacks=callbacks, force=force)
     last = {k: v[-1] for k, v in res.history.items()}
     click.echo(f"wrote {res.model_path} (epoch {int(last['epoch'])}: train loss {last['train_loss']:.4g}, "
                f"val loss {last['val_loss']:.4g}, val SNR_out {last['val_snr_out_db']:.2f} dB, "

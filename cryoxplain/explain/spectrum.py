@@ -7,7 +7,8 @@ Conventions (square or rectangular maps, real valued):
 
 * ``P(kx, ky) = |FFT2(φ)|² / (H·W)`` with numpy's unnormalised FFT, so ``Σ P = Σ φ²`` (Parseval).
 * Radial frequency ``r = sqrt(fx² + fy²)`` in cycles/pixel with ``fx = fftfreq(W)``,
-  ``fy = fftfreq(H)``.  Ring ``k`` collects the bins with ``round(r · n) == k`` where
+  ``fy = fftfreq(H)``; the rings are those of :mod:`cryoxplain.imaging.fourier` (shared with the
+  FRC).  Ring ``k`` collects the bins with ``round(r · n) == k`` where
   ``n = min(H, W)``; its centre is ``k / n`` cycles/pixel.  Rings ``0 … n//2`` cover the inscribed
   circle; the corners (``r > 0.5``) form further rings that are dropped unless
   ``include_corners=True``.
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 
 from ..errors import ParameterError, ShapeError
+from ..imaging.fourier import frequency_radius, ring_frequencies, ring_index, ring_sums
 
 __all__ = ["AttributionSpectrum", "attribution_spectrum", "high_frequency_fraction", "lowpass_mask",
            "lowpass_filter", "radial_frequencies"]
@@ -46,27 +48,16 @@ class AttributionSpectrum:
 
 
 def _as_numpy_maps(phi) -> np.ndarray:
-    if isinstance(phi, torch.Tensor):
-        phi = phi.detach().cpu().numpy()
-    a = np.asarray(phi, dtype=np.float64)
-    if a.ndim == 4 and a.shape[1] == 1:
-        a = a[:, 0]
-    if a.ndim == 2:
-        a = a[None]
-    if a.ndim != 3:
-        raise ShapeError(f"attribution maps must be (H, W) or (N, H, W), got shape {a.shape}")
-    return a
+    from ..imaging.batch import as_image_stack
+
+    return as_image_stack(phi, name="attribution maps", dtype=np.float64, finite=False)
 
 
 def radial_frequencies(shape: tuple[int, int], include_corners: bool = False):
-    """Ring index of every (unshifted) DFT bin and the ring centres in cycles/pixel."""
-    h, w = shape
-    n = min(h, w)
-    fy = np.fft.fftfreq(h)[:, None]
-    fx = np.fft.fftfreq(w)[None, :]
-    ring = np.rint(np.sqrt(fx ** 2 + fy ** 2) * n).astype(np.int64)
-    n_rings = int(ring.max()) + 1 if include_corners else n // 2 + 1
-    return ring, np.arange(n_rings) / n, n_rings
+    """Ring index of every (unshifted) DFT bin (corners included), the ring centres in cycles/pixel
+    and the number of rings kept — the rings of :mod:`cryoxplain.imaging.fourier`."""
+    freqs = ring_frequencies(shape, include_corners=include_corners)
+    return ring_index(shape, include_corners=True), freqs, len(freqs)
 
 
 def attribution_spectrum(phi, *, radial: bool = True, remove_mean: bool = False,
@@ -87,11 +78,8 @@ def attribution_spectrum(phi, *, radial: bool = True, remove_mean: bool = False,
         a = a - a.mean(axis=(1, 2), keepdims=True)
     p2 = np.abs(np.fft.fft2(a)) ** 2 / (h * w)  # (N, H, W), unshifted; Σ p2 = Σ a²
     ring, freqs, n_rings = radial_frequencies((h, w), include_corners)
-    keep = ring < n_rings
-    idx = ring[keep]
-    counts = np.bincount(idx, minlength=n_rings).astype(np.int64)
-    total = np.stack([np.bincount(idx, weights=pm[keep], minlength=n_rings) for pm in p2]) if radial else \
-        np.zeros((n_maps, n_rings))
+    counts = ring_sums(np.ones((h, w)), ring, n_rings).astype(np.int64)
+    total = ring_sums(p2, ring, n_rings) if radial else np.zeros((n_maps, n_rings))
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = total / np.maximum(counts, 1)
     p2c = np.fft.fftshift(p2, axes=(-2, -1))
@@ -104,8 +92,7 @@ def high_frequency_fraction(phi, cutoff: float) -> np.ndarray:
     """Fraction of each map's power at radial frequencies above ``cutoff`` (cycles/pixel): (N,)."""
     a = _as_numpy_maps(phi)
     p2 = np.abs(np.fft.fft2(a)) ** 2
-    h, w = a.shape[1:]
-    r = np.sqrt(np.fft.fftfreq(h)[:, None] ** 2 + np.fft.fftfreq(w)[None, :] ** 2)
+    r = frequency_radius(a.shape[1:])
     tot = p2.sum(axis=(1, 2))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(tot > 0, p2[:, r > cutoff].sum(axis=1) / tot, 0.0)

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import ShapeError
 
-__all__ = ["ring_index", "n_rings", "ring_frequencies", "rfft_weights", "ring_sums"]
+__all__ = ["ring_index", "n_rings", "ring_frequencies", "rfft_weights", "ring_sums", "frequency_radius"]
 
 
 def _hw(shape) -> tuple[int, int]:
@@ -85,3 +85,12 @@ def ring_sums(values: np.ndarray, ring: np.ndarray, count: int | None = None, we
         else:
             out[i] = np.bincount(idx, weights=flat[i], minlength=r)
     return out.reshape(lead + (r,))
+
+
+def frequency_radius(shape, *, rfft: bool = False) -> np.ndarray:
+    """Radial frequency ``sqrt(f_y² + f_x²)`` (cycles/pixel, ``float64 (H, W)`` or ``(H, W//2 + 1)``
+    with ``rfft=True``) of every DFT bin, in :func:`numpy.fft.fftfreq` order (origin at bin 0)."""
+    h, w = _hw(shape)
+    fy = np.fft.fftfreq(h)[:, None]
+    fx = (np.fft.rfftfreq(w) if rfft else np.fft.fftfreq(w))[None, :]
+    return np.sqrt(fy ** 2 + fx ** 2)

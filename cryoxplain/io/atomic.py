@@ -10,8 +10,12 @@ from typing import Iterator
 from ..errors import OutputExistsError, ParameterError
 
 
-def check_output(path: str | os.PathLike, force: bool = False, inputs: tuple = ()) -> Path:
-    """Refuse to overwrite an existing file without ``force`` and never write over an input."""
+def check_output(path: str | os.PathLike, force: bool = False, inputs: tuple = (), *,
+                 folder_must_exist: bool = True) -> Path:
+    """Refuse to overwrite an existing file without ``force`` and never write over an input.
+
+    ``folder_must_exist=False`` is for writers that create the output folder themselves.
+    """
     path = Path(path)
     for inp in inputs:
         try:
@@ -23,7 +27,7 @@ def check_output(path: str | os.PathLike, force: bool = False, inputs: tuple = (
         raise OutputExistsError(f"{path} exists; pass force=True to overwrite it")
     if path.exists() and path.is_dir():
         raise OutputExistsError(f"{path} is a directory, not a file")
-    if not path.parent.exists():
+    if folder_must_exist and not path.parent.exists():
         raise ParameterError(f"output folder {path.parent} does not exist")
     return path
 

@@ -5,9 +5,16 @@ Conventions (see docs/formats.md):
 * Images come out as ``float32`` arrays, ``(H, W)`` for one image and ``(N, H, W)`` for a stack
   (``float16`` on request).  Input modes 0, 1, 2, 6 and 12 are accepted.
 * A 3D file is an *image stack* when its header says so (``ispg == 0``) or its name ends in
-  ``.mrcs``; otherwise it is a *volume*.
+  ``.mrcs``; otherwise it is a *volume*.  ``stack=True`` reads any file as a stack (cryoSPARC and
+  cryoDRGN write particle stacks as ``.mrc`` with ``ispg = 1``); files listed by a STAR or ``.cs``
+  file are always read as stacks (:mod:`cryoxplain.io.particles`).
 * The voxel size (Å) is read from the header and written back to every output; a header voxel
-  size of 0 means *unknown* and is reported as ``None``.
+  size of 0 means *unknown* and is reported as ``None`` (unless an FEI extended header holds it).
+* Known quirks of files written by real tools (no ``MAP `` identifier / zero machine stamp,
+  ``nversion`` 0, integer or half-precision modes, FEI extended headers, voxel size 0, stacks
+  marked as volumes) are read with one :class:`~cryoxplain.errors.FileQuirkWarning` per file that
+  says what was assumed; really broken files are refused with a one-line
+  :class:`~cryoxplain.errors.InputFileError`.
 * Large stacks are read memory-mapped and iterated in batches, so memory stays bounded.
 * Outputs are written atomically, validated, and never written over an existing file unless
   ``force`` is set.
@@ -17,14 +24,14 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 import mrcfile
 import numpy as np
 
-from ..errors import InputFileError, ParameterError, ShapeError
+from ..errors import FileQuirkWarning, InputFileError, ParameterError, ShapeError
 from .atomic import atomic_path
 
 SUPPORTED_MODES = {0: np.int8, 1: np.int16, 2: np.float32, 6: np.uint16, 12: np.float16}
@@ -42,6 +49,9 @@ class MrcInfo:
     voxel_size: float | None  # Å per pixel; None when the header holds 0
     kind: str  # "image", "stack" or "volume"
     truncated: bool = False  # permissive reading of a truncated file: only complete images
+    quirks: tuple = ()  # known departures from MRC2014 that were accepted, one phrase each
+    metadata: dict = field(default_factory=dict)  # from an FEI1/FEI2 extended header (see fei_metadata)
+    header_quirk: bool = False  # no 'MAP ' ID or zero machine stamp: mrcfile must open it permissively
 
     @property
     def n_images(self) -> int:
@@ -69,10 +79,44 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _open(path: Path, mode: str = "r", permissive: bool = False, header_only: bool = False):
+# mrcfile's complaints about a header that is otherwise fine: what old RELION (≤ 3.1) and some
+# other writers leave in it.  Anything else mrcfile complains about is a real defect.
+_MAP_ID = "map id string not found"
+_ZERO_STAMP = "unrecognised machine stamp: 0x00 0x00 0x00 0x00"
+
+
+def _header_quirks(problems: list[str]) -> tuple[list[str], list[str]]:
+    """Split mrcfile's warnings into known header quirks (as phrases) and other problems."""
+    quirks, other = [], []
+    for msg in problems:
+        low = msg.lower()
+        if _MAP_ID in low:
+            quirks.append("no 'MAP ' identifier")
+        elif _ZERO_STAMP in low:
+            quirks.append("zero machine stamp (read as little-endian)")
+        else:
+            other.append(msg)
+    return quirks, other
+
+
+def _open_recording(path: Path, mode: str, permissive: bool, header_only: bool):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if header_only:
+            mrc = mrcfile.open(path, mode=mode, header_only=True, permissive=permissive)
+        else:
+            mrc = mrcfile.mmap(path, mode=mode, permissive=permissive)
+    return mrc, [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+
+
+def _open(path: Path, mode: str = "r", permissive: bool = False, header_only: bool = False,
+          with_quirks: bool = False):
     """Open with mrcfile, translating its exceptions into one-line user errors.
 
-    In permissive mode mrcfile's complaints are collected and re-issued as one ``UserWarning``
+    A header whose only defects are a missing ``MAP `` identifier and/or a zero machine stamp (the
+    known quirk of old RELION stacks) is opened permissively in any mode; those quirks are
+    returned (``with_quirks=True``) for :func:`sniff` to check and report, not warned here.  In
+    permissive mode mrcfile's other complaints are collected and re-issued as one ``UserWarning``
     naming the file, so a damaged file is never read silently.
     """
     if not path.exists():
@@ -85,46 +129,153 @@ def _open(path: Path, mode: str = "r", permissive: bool = False, header_only: bo
     if size < HEADER_BYTES:
         raise InputFileError(f"{path}: not an MRC file (only {size} bytes, shorter than the 1024-byte header)")
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            if header_only:
-                mrc = mrcfile.open(path, mode=mode, header_only=True, permissive=permissive)
-            else:
-                mrc = mrcfile.mmap(path, mode=mode, permissive=permissive)
+        mrc, problems = _open_recording(path, mode, permissive, header_only)
     except (ValueError, OSError, EOFError) as exc:
         msg = _first_line(exc)
         low = msg.lower()
-        if "unrecognised mode" in low or ("mode" in low and "unrecognised" in low):
-            raise InputFileError(f"{path}: unsupported MRC data mode ({msg}); supported modes are 0, 1, 2, 6 and 12") from None
-        if "map id" in low:
-            raise InputFileError(f"{path}: not an MRC file (header has no 'MAP ' identifier)") from None
-        raise InputFileError(f"{path}: invalid MRC file: {msg}; try permissive reading if you trust the data") from None
-    problems = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+        mrc = None
+        if not permissive and (_MAP_ID in low or _ZERO_STAMP in low):
+            with contextlib.suppress(ValueError, OSError, EOFError):
+                mrc, problems = _open_recording(path, mode, True, header_only)
+            if mrc is not None and _header_quirks(problems)[1]:
+                mrc.close()
+                mrc = None
+        if mrc is None:
+            if "unrecognised mode" in low or ("mode" in low and "unrecognised" in low):
+                raise InputFileError(f"{path}: unsupported MRC data mode ({msg}); supported modes are 0, 1, 2, 6 and 12") from None
+            if _MAP_ID in low:
+                raise InputFileError(f"{path}: not an MRC file (header has no 'MAP ' identifier)") from None
+            raise InputFileError(f"{path}: invalid MRC file: {msg}; try permissive reading if you trust the data") from None
+    quirks, problems = _header_quirks(problems)
     if problems:
         if not permissive:
             mrc.close()
             raise InputFileError(f"{path}: invalid MRC file: {problems[0]}")
         warnings.warn(f"{path}: damaged MRC file read permissively ({'; '.join(problems)})", UserWarning, stacklevel=3)
-    return mrc
+    return (mrc, quirks) if with_quirks else mrc
 
 
-def sniff(path: str | os.PathLike, permissive: bool = False) -> MrcInfo:
+MODE_NOTES = {
+    0: "mode 0 (int8): read as signed bytes as MRC2014 says (old IMOD files may hold unsigned bytes)",
+    1: "mode 1 (int16): integer data, converted to float32",
+    6: "mode 6 (uint16): integer data (raw detector counts, e.g. EPU), converted to float32",
+    12: "mode 12 (float16): half precision, converted to float32",
+}
+
+
+def fei_metadata(mrc) -> dict:
+    """Acquisition metadata from the first entry of an FEI1/FEI2 extended header (EPU, Velox).
+
+    Returns a dict with what is present and plausible (non-zero, finite), in the units of
+    ``docs/conventions.md``: ``pixel_size`` (Å/px), ``dose`` (e⁻/Å²), ``defocus`` (Å, positive =
+    underfocus, as RELION), ``voltage`` (kV), ``magnification``, ``microscope``, ``application``,
+    and ``type`` (``"FEI1"``/``"FEI2"``).  Empty for other or unreadable extended headers.
+    """
+    exttyp = bytes(mrc.header.exttyp)
+    if exttyp not in (b"FEI1", b"FEI2") or int(mrc.header.nsymbt) <= 0:
+        return {}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ext = mrc.indexed_extended_header
+    except Exception:  # noqa: BLE001 - a damaged extended header: no metadata, never a crash
+        return {}
+    if ext is None or len(ext) == 0:
+        return {}
+    e = ext[0]
+    out: dict = {"type": exttyp.decode()}
+
+    def num(name, scale):
+        try:
+            v = float(e[name]) * scale
+        except (ValueError, KeyError, TypeError):
+            return None
+        return v if np.isfinite(v) and v != 0 else None
+
+    for key, name, scale in (("pixel_size", "Pixel size X", 1e10), ("dose", "Dose", 1e-20),
+                             ("defocus", "Defocus", -1e10), ("voltage", "HT", 1e-3),
+                             ("magnification", "Magnification", 1.0)):
+        v = num(name, scale)
+        if v is not None:
+            out[key] = v
+    for key, name in (("microscope", "Microscope type"), ("application", "Application")):
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            text = bytes(e[name]).split(b"\0")[0].decode("ascii", "replace").strip()
+            if text:
+                out[key] = text
+    return out
+
+
+def _fei_phrase(meta: dict) -> str:
+    parts = []
+    if "pixel_size" in meta:
+        parts.append(f"pixel size {meta['pixel_size']:.4g} Å")
+    if "dose" in meta:
+        parts.append(f"dose {meta['dose']:.3g} e/Å²")
+    if "defocus" in meta:
+        parts.append(f"defocus {meta['defocus']:.0f} Å")
+    return f"{meta['type']} extended header ({', '.join(parts) or 'no usable values'})"
+
+
+def sniff(path: str | os.PathLike, permissive: bool = False, stack: bool | None = None) -> MrcInfo:
     """Read and check only the header of ``path``.
 
     Raises :class:`InputFileError` for non-MRC files, unsupported modes, non-positive dimensions,
     empty stacks and files whose size disagrees with the header (truncated or padded).  With
     ``permissive=True`` a damaged header is accepted with a warning where mrcfile can still make
     sense of it, and a truncated file is read up to its last complete image (with a warning).
+
+    ``stack=True`` reads the file as an image stack whatever its header says (a 2D file becomes a
+    stack of one); ``stack=False`` reads a 3D file as a volume; ``None`` decides from ``ispg``
+    and the name (see the module docstring).  Known quirks are accepted with one
+    :class:`~cryoxplain.errors.FileQuirkWarning` naming the file and listing them
+    (``MrcInfo.quirks``); a header without ``MAP `` that is not otherwise consistent is refused.
     """
     path = Path(path)
-    mrc = _open(path, permissive=permissive, header_only=True)
+    mrc, quirks = _open(path, permissive=permissive, header_only=True, with_quirks=True)
+    header_quirk = bool(quirks)
     with mrc:
         h = mrc.header
         mode = int(h.mode)
         nx, ny, nz = int(h.nx), int(h.ny), int(h.nz)
         nsymbt = int(h.nsymbt)
         ispg = int(h.ispg)
+        nversion = int(h.nversion)
         voxel = _voxel_size(mrc)
+        meta = fei_metadata(mrc)
+    try:
+        shape, kind, truncated_to = _check_header(path, mode, nx, ny, nz, nsymbt, ispg, permissive, stack)
+    except InputFileError as exc:
+        if header_quirk and "no 'MAP '" in quirks[0]:
+            raise InputFileError(f"{path}: not an MRC file (header has no 'MAP ' identifier, and "
+                                 f"{str(exc).split(': ', 1)[-1]})") from None
+        raise
+    if nversion == 0:
+        quirks.append("nversion 0 (pre-MRC2014 writer)")
+    if mode in MODE_NOTES:
+        quirks.append(MODE_NOTES[mode])
+    if meta:
+        quirks.append(_fei_phrase(meta))
+    if voxel is None and meta.get("pixel_size"):
+        voxel = float(meta["pixel_size"])
+        quirks.append(f"voxel size 0 in the header; using the {meta['type']} pixel size {voxel:.4g} Å")
+    elif voxel is None:
+        quirks.append("voxel size 0 (unknown): give pixel_size=... or take it from a STAR optics table")
+    is_mrcs = path.suffix.lower() == ".mrcs"
+    if kind == "stack" and len(shape) == 3 and ispg != 0 and truncated_to is None:
+        why = "stack=True" if stack else "the name ends in .mrcs"
+        quirks.append(f"header says volume (ispg={ispg}); read as a particle stack ({why})")
+    elif kind == "volume" and ispg == 0 and stack is False:
+        quirks.append("header says image stack (ispg=0); read as a volume (stack=False)")
+    if quirks:
+        warnings.warn(f"{path}: read despite known quirks: {'; '.join(quirks)}", FileQuirkWarning, stacklevel=2)
+    return MrcInfo(path=path, shape=shape, mode=mode, voxel_size=voxel, kind=kind,
+                   truncated=truncated_to is not None, quirks=tuple(quirks), metadata=meta,
+                   header_quirk=header_quirk)
+
+
+def _check_header(path, mode, nx, ny, nz, nsymbt, ispg, permissive, stack):
+    """Shape, kind and (for a permissively read truncated file) the number of complete images."""
     if mode not in SUPPORTED_MODES:
         if not 0 <= mode <= 102:
             raise InputFileError(f"{path}: not an MRC file (header data mode {mode} is not an MRC mode)")
@@ -144,21 +295,23 @@ def sniff(path: str | os.PathLike, permissive: bool = False) -> MrcInfo:
         complete = (actual - HEADER_BYTES - nsymbt) // (nx * ny * item)
         if not permissive or complete < 1:
             raise InputFileError(msg + ("; permissive reading needs at least one complete image" if permissive else ""))
-        warnings.warn(msg + f"; reading the {complete} complete image(s) (permissive mode)", UserWarning, stacklevel=2)
+        warnings.warn(msg + f"; reading the {complete} complete image(s) (permissive mode)", UserWarning, stacklevel=3)
         truncated_to = int(complete)
         nz = truncated_to
     elif actual > expected:
         msg = f"{path}: file is larger than its header says ({actual} vs {expected} bytes); inconsistent header"
         if not permissive:
             raise InputFileError(msg)
-        warnings.warn(msg + "; ignoring the trailing bytes (permissive mode)", UserWarning, stacklevel=2)
+        warnings.warn(msg + "; ignoring the trailing bytes (permissive mode)", UserWarning, stacklevel=3)
     is_mrcs = path.suffix.lower() == ".mrcs"
+    if stack:
+        return (nz, ny, nx), "stack", truncated_to
     if nz == 1 and not is_mrcs and truncated_to is None:
-        shape, kind = (ny, nx), "image"
-    else:
-        shape = (nz, ny, nx)
-        kind = "stack" if (ispg == 0 or is_mrcs or truncated_to is not None) else "volume"
-    return MrcInfo(path=path, shape=shape, mode=mode, voxel_size=voxel, kind=kind, truncated=truncated_to is not None)
+        return (ny, nx), "image", truncated_to
+    if stack is False and truncated_to is None:
+        return (nz, ny, nx), "volume", truncated_to
+    kind = "stack" if (ispg == 0 or is_mrcs or truncated_to is not None) else "volume"
+    return (nz, ny, nx), kind, truncated_to
 
 
 def _data_view(info: MrcInfo, permissive: bool):
@@ -192,13 +345,14 @@ def _convert(data: np.ndarray, dtype, where: str, check_finite: bool) -> np.ndar
 
 
 def read_mrc(path: str | os.PathLike, dtype: str = "float32", permissive: bool = False,
-             check_finite: bool = True) -> tuple[np.ndarray, float | None]:
+             check_finite: bool = True, stack: bool | None = None) -> tuple[np.ndarray, float | None]:
     """Read a whole image, stack or volume into memory.
 
-    Returns ``(data, voxel_size)``; ``data`` is ``(H, W)`` or ``(N, H, W)`` of ``dtype``.  Use
-    :func:`open_stack` for stacks that may not fit in memory.
+    Returns ``(data, voxel_size)``; ``data`` is ``(H, W)`` or ``(N, H, W)`` of ``dtype``
+    (``stack=True``: always ``(N, H, W)``, see :func:`sniff`).  Use :func:`open_stack` for stacks
+    that may not fit in memory.
     """
-    info = sniff(path, permissive=permissive)
+    info = sniff(path, permissive=permissive, stack=stack)
     dt = _output_dtype(dtype)
     data, mrc = _data_view(info, permissive)
     try:
@@ -226,15 +380,16 @@ class ImageStack:
 
     ``len(stack)`` images of shape ``stack.image_shape``; indexing and :meth:`batches` return
     float32 copies, so only one batch is in memory at a time.  Use as a context manager.
+    ``stack=True`` reads a file whose header says volume as a particle stack (see :func:`sniff`).
     """
 
     def __init__(self, path: str | os.PathLike, permissive: bool = False, allow_volume: bool = False,
-                 check_finite: bool = True):
-        self.info = sniff(path, permissive=permissive)
+                 check_finite: bool = True, stack: bool | None = None):
+        self.info = sniff(path, permissive=permissive, stack=stack)
         if self.info.kind == "volume" and not allow_volume:
             raise InputFileError(
-                f"{self.info.path}: is a 3D volume (ispg != 0), not an image stack; "
-                "if it really is a stack of images, rename it to .mrcs"
+                f"{self.info.path}: header says 3D volume (ispg != 0), not an image stack; if it is a "
+                "particle stack (cryoSPARC and cryoDRGN write .mrc stacks with ispg=1), pass stack=True"
             )
         self.path = self.info.path
         self.voxel_size = self.info.voxel_size
@@ -391,20 +546,36 @@ def validate(path: str | os.PathLike) -> bool:
     return bool(mrcfile.validate(str(path), print_file=buf))
 
 
-def stack_stats(path: str | os.PathLike, batch_size: int = 256, permissive: bool = False) -> dict:
+class RunningStats:
+    """Min, max, mean and standard deviation accumulated batch by batch (float64)."""
+
+    def __init__(self):
+        self.n = 0
+        self.s1 = self.s2 = 0.0
+        self.lo, self.hi = np.inf, -np.inf
+
+    def add(self, b: np.ndarray) -> None:
+        b = np.asarray(b, dtype=np.float64)
+        self.n += b.size
+        self.s1 += b.sum()
+        self.s2 += np.square(b).sum()
+        self.lo, self.hi = min(self.lo, float(b.min())), max(self.hi, float(b.max()))
+
+    def result(self) -> dict:
+        mean = self.s1 / self.n
+        return {"min": self.lo, "max": self.hi, "mean": mean,
+                "std": float(np.sqrt(max(self.s2 / self.n - mean * mean, 0.0))), "n_pixels": self.n}
+
+
+def stack_stats(path: str | os.PathLike, batch_size: int = 256, permissive: bool = False,
+                stack: bool | None = None) -> dict:
     """Min, max, mean and standard deviation of all pixels of an image, stack or volume, computed
     batch by batch from the memory map (bounded memory; float64 accumulation)."""
-    info = sniff(path, permissive=permissive)
-    n = 0
-    s1 = s2 = 0.0
-    lo, hi = np.inf, -np.inf
-    with ImageStack(path, permissive=permissive, allow_volume=True) as st:
-        for _, b in st.batches(batch_size):
-            b = b.astype(np.float64)
-            n += b.size
-            s1 += b.sum()
-            s2 += np.square(b).sum()
-            lo, hi = min(lo, float(b.min())), max(hi, float(b.max()))
-    mean = s1 / n
-    return {"min": lo, "max": hi, "mean": mean, "std": float(np.sqrt(max(s2 / n - mean * mean, 0.0))),
-            "n_pixels": n, "kind": info.kind}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FileQuirkWarning)  # the caller has sniffed (and been warned)
+        with ImageStack(path, permissive=permissive, allow_volume=True, stack=stack) as st:
+            acc = RunningStats()
+            for _, b in st.batches(batch_size):
+                acc.add(b)
+            kind = st.info.kind
+    return dict(acc.result(), kind=kind)

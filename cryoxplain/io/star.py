@@ -11,6 +11,7 @@ the shortest representation that round-trips exactly.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from pathlib import Path
 
@@ -165,3 +166,62 @@ def write_star(path: str | os.PathLike, blocks: dict, *, force: bool = False, in
     with atomic_path(path, force=force, inputs=inputs) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+_TOKEN = re.compile(r'"[^"]*"|\'[^\']*\'|\S+')
+
+
+def rewrite_star_text(text: str, updates: dict, where: str = "STAR file") -> str:
+    """``text`` with some loop columns replaced and every other byte kept as it was.
+
+    ``updates`` maps ``(block name, label)`` to the new values of that column, one per row, in
+    row order (already formatted strings or values formatted like :func:`write_star` does).  Only
+    the tokens of those columns change: comments, version lines, spacing and every other value are
+    copied, so the result is the input file except for the given columns.  The parsing follows
+    :func:`read_star`.
+    """
+    wanted = {}
+    for (block, label), values in updates.items():
+        wanted.setdefault(block, {})[label] = [v if isinstance(v, str) else _fmt(v) for v in values]
+    out = []
+    name = None
+    labels: list[str] | None = None
+    row = 0
+    cols: dict = {}
+    seen: set = set()
+    for raw in text.splitlines(keepends=True):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            if not line and labels is not None and row:
+                labels = None
+            out.append(raw)
+            continue
+        if line.startswith("data_"):
+            name, labels = line[5:], None
+        elif line.startswith("loop_"):
+            labels, row = [], 0
+        elif line.startswith("_"):
+            if labels is not None and not row:
+                labels.append(line.split(None, 1)[0][1:])
+            else:
+                labels = None
+        elif labels is not None:
+            if row == 0:
+                cols = {labels.index(lab): vals for lab, vals in wanted.get(name, {}).items() if lab in labels}
+                seen.update((name, labels[i]) for i in cols)
+            if cols:
+                spans = [m.span() for m in _TOKEN.finditer(raw)]
+                pieces, last = [], 0
+                for i, (a, b) in enumerate(spans):
+                    if i in cols:
+                        if row >= len(cols[i]):
+                            raise ParameterError(f"{where}: data_{name}: more rows than new values for _{labels[i]}")
+                        pieces += [raw[last:a], cols[i][row]]
+                        last = b
+                raw = "".join(pieces) + raw[last:]
+            row += 1
+        out.append(raw)
+    missing = [f"data_{b}/_{lab}" for (b, lab) in updates if (b, lab) not in seen]
+    if missing:
+        raise ParameterError(f"{where}: no column {', '.join(missing)} to rewrite")
+    return "".join(out)

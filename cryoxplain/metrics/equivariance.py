@@ -8,7 +8,7 @@ For a denoiser ``F``, images ``x_1..x_n`` and an angle θ,
 
 where ``R_θ`` is the rotation of :mod:`cryoxplain.geometry.rotate` (exact pixel permutation for
 multiples of 90°, band-limited FFT three-shear otherwise), ``M`` a disc mask (default
-:func:`default_mask`: the disc inscribed in the box with a raised-cosine edge of width box/8), and the norms are taken
+:func:`default_mask`: the disc of :mod:`cryoxplain.imaging.masks` inscribed in the box with a raised-cosine edge of width box/8), and the norms are taken
 over **all images together** (ratio of summed squares, so images with little signal do not
 dominate).  ``E = 0`` for an exactly equivariant ``F``; ``E ≈ √2`` for an ``F`` whose outputs of
 rotated inputs are unrelated to its rotated outputs.
@@ -27,19 +27,25 @@ Reported on three sets of angles:
 For classifiers (outputs of shape ``(B, C)``: logits), rotation *invariance* is reported as the
 fraction of images whose predicted class is unchanged by the rotation (``agreement``) and the mean
 Kullback–Leibler divergence ``KL(p(x) ‖ p(R_θ x))`` of the softmax outputs (nats).
+
+This module is the math only (arrays and models in, numbers out).  The report record and its table
+are in :mod:`cryoxplain.metrics.report`, the figures in :mod:`cryoxplain.metrics.plots`, the training
+callback in :mod:`cryoxplain.metrics.callbacks`, and the run on a saved model and an MRC stack in
+:func:`cryoxplain.evaluate.evaluate_stack_equivariance`.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable, Sequence, Union
 
 import numpy as np
 import torch
 
 from ..errors import ParameterError, ShapeError
-from ..geometry.rotate import disc_mask, rotate
-from ..models.protocol import model_input_shape
+from ..geometry.rotate import rotate
+from ..imaging.batch import as_image_batch
+from ..imaging.masks import disc_mask
+from .report import EquivarianceReport
 
 Array = Union[np.ndarray, torch.Tensor]
 
@@ -54,10 +60,22 @@ __all__ = [
     "offgrid_angles",
     "default_mask",
     "isotropic_reference",
-    "EquivarianceCallback",
-    "evaluate_stack_equivariance",
-    "plot_equivariance",
 ]
+
+# deprecated locations, kept for one release (imported lazily: metrics imports no models, I/O or plotting)
+_MOVED = {
+    "EquivarianceCallback": "cryoxplain.metrics.callbacks",  # use cryoxplain.metrics.callbacks
+    "evaluate_stack_equivariance": "cryoxplain.evaluate",  # use cryoxplain.evaluate
+    "plot_equivariance": "cryoxplain.metrics.plots",  # use cryoxplain.metrics.plots
+}
+
+
+def __getattr__(name):
+    if name in _MOVED:
+        import importlib
+
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 GRID_ANGLES_DEG = (90.0, 180.0, 270.0)
 
@@ -66,21 +84,8 @@ GRID_ANGLES_DEG = (90.0, 180.0, 270.0)
 # helpers
 # ---------------------------------------------------------------------------------------------
 def _to_batch(images: Array) -> torch.Tensor:
-    """(H,W) / (B,H,W) / (B,1,H,W) numpy or torch → float tensor (B,1,H,W) (no copy if possible)."""
-    t = images if isinstance(images, torch.Tensor) else torch.as_tensor(np.asarray(images))
-    if t.ndim == 2:
-        t = t[None, None]
-    elif t.ndim == 3:
-        t = t[:, None]
-    elif t.ndim != 4 or t.shape[1] != 1:
-        raise ShapeError(f"expected images (H,W), (B,H,W) or (B,1,H,W), got shape {tuple(t.shape)}")
-    if not torch.is_floating_point(t):
-        t = t.float()
-    if t.shape[-1] != t.shape[-2]:
-        raise ShapeError(f"equivariance is measured on square boxes, got {t.shape[-2]}x{t.shape[-1]}")
-    if not torch.isfinite(t).all():
-        raise ParameterError("images contain NaN or infinite values")
-    return t
+    """(H,W) / (B,H,W) / (B,1,H,W) numpy or torch → float tensor (B,1,H,W), square boxes, finite values."""
+    return as_image_batch(images, square=True)
 
 
 def as_image_function(fn, device=None, batch_size: int = 64) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -98,6 +103,8 @@ def as_image_function(fn, device=None, batch_size: int = 64) -> Callable[[torch.
             device = p.device if p is not None else torch.device("cpu")
 
         def f(x: torch.Tensor) -> torch.Tensor:
+            from ..models.protocol import model_input_shape  # lazily: metrics import no models at import time
+
             shape = model_input_shape(module)
             if shape is not None and tuple(shape) != tuple(x.shape[-2:]):
                 raise ShapeError(f"the model expects {tuple(shape)[0]}x{tuple(shape)[1]} images, "
@@ -151,15 +158,15 @@ def _mask_tensor(mask, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
 
 
 def default_mask(h: int, w: int | None = None) -> np.ndarray:
-    """The metric's default mask: the disc inscribed in the box with a raised-cosine edge of width
-    ``min(h, w)/8`` pixels (see :func:`~cryoxplain.geometry.rotate.disc_mask`).
+    """The metric's default mask: :func:`cryoxplain.imaging.masks.disc_mask` inscribed in the box with
+    a raised-cosine edge of width ``min(h, w)/8`` pixels.
 
     The taper keeps the comparison away from the hard edge where band-limited rotation of the
     box's content rings; with a hard disc an exactly isotropic filter measures E ≈ 0.04 on noisy
     33-px particles, with this taper ≈ 0.01 (docs/equivariance.md).
     """
     w = h if w is None else w
-    return disc_mask(h, w, taper=min(h, w) / 8.0)
+    return disc_mask((h, w), taper=min(h, w) / 8.0)
 
 
 def _isotropic_lowpass(sigma: float):
@@ -278,88 +285,8 @@ def classifier_invariance(fn, images: Array, angles_deg: Iterable[float], *, met
 
 
 # ---------------------------------------------------------------------------------------------
-# the report
+# the full report
 # ---------------------------------------------------------------------------------------------
-@dataclass
-class EquivarianceReport:
-    """Result of :func:`evaluate_equivariance`.
-
-    ``task`` is ``denoise`` (``grid``/``offgrid``: ``{angle_deg: E}``) or ``classify``
-    (``grid``/``offgrid``: ``{angle_deg: {"agreement", "kl"}}``).  ``floor``: ``{angle_deg:
-    round-trip error of the rotation on the inputs}``; ``floor_output`` the same on ``F(x)``
-    (denoisers only: the rotation is applied to the outputs in E).
-    """
-
-    task: str
-    n_images: int
-    box: int
-    method: str
-    grid: dict = field(default_factory=dict)
-    offgrid: dict = field(default_factory=dict)
-    floor: dict = field(default_factory=dict)
-    floor_output: dict = field(default_factory=dict)
-    reference: dict = field(default_factory=dict)
-    seed: int = 0
-    mask: str = "disc"
-
-    @staticmethod
-    def _mean(d: dict, key: str | None = None) -> float:
-        vals = [v[key] if key else v for v in d.values()]
-        return float(np.mean(vals)) if vals else float("nan")
-
-    @property
-    def summary(self) -> dict[str, float]:
-        if self.task == "classify":
-            return {"grid_agreement": self._mean(self.grid, "agreement"), "grid_kl": self._mean(self.grid, "kl"),
-                    "offgrid_agreement": self._mean(self.offgrid, "agreement"),
-                    "offgrid_kl": self._mean(self.offgrid, "kl"),
-                    "floor": self._mean({a: v for a, v in self.floor.items() if a in self.offgrid})}
-        return {"grid": self._mean(self.grid), "offgrid": self._mean(self.offgrid),
-                "floor": self._mean({a: v for a, v in self.floor.items() if a in self.offgrid}),
-                "floor_output": self._mean({a: v for a, v in self.floor_output.items() if a in self.offgrid}),
-                "reference": self._mean({a: v for a, v in self.reference.items() if a in self.offgrid})}
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        for k in ("grid", "offgrid", "floor", "floor_output", "reference"):
-            d[k] = {f"{a:g}": v for a, v in d[k].items()}
-        d["summary"] = self.summary
-        d["definition"] = ("E(theta) = ||M*(F(R x) - R F(x))|| / ||M*R F(x)||, pooled over images; "
-                           "floor = ||M*(R_-theta R_theta x - x)|| / ||M*x|| (floor_output: the same on F(x)); "
-                           "reference = E(theta) of an isotropic Gaussian blur (sigma 1 px) on the same images")
-        return d
-
-    def rows(self) -> list[tuple]:
-        """Table rows ``(kind, angle_deg, value, floor, floor_output, reference)`` in angle order."""
-        rows = []
-        for kind, d in (("grid", self.grid), ("off-grid", self.offgrid)):
-            for a in sorted(d):
-                rows.append((kind, a, d[a], self.floor.get(a, 0.0), self.floor_output.get(a, math.nan),
-                             self.reference.get(a, math.nan)))
-        return rows
-
-    def format_table(self) -> str:
-        lines = []
-        s = self.summary
-        if self.task == "classify":
-            lines.append(f"{'set':<9}{'angle':>9}{'agreement':>11}{'KL(nats)':>11}{'floor(x)':>11}")
-            for kind, a, v, fl, _, _ in self.rows():
-                lines.append(f"{kind:<9}{a:>9.2f}{v['agreement']:>11.4f}{v['kl']:>11.3e}{fl:>11.3e}")
-            lines.append(f"{'mean grid':<18}{s['grid_agreement']:>11.4f}{s['grid_kl']:>11.3e}{0.0:>11.3e}")
-            lines.append(f"{'mean off-grid':<18}{s['offgrid_agreement']:>11.4f}{s['offgrid_kl']:>11.3e}{s['floor']:>11.3e}")
-        else:
-            lines.append(f"{'set':<9}{'angle':>9}{'E(theta)':>11}{'floor(x)':>11}{'floor(Fx)':>11}{'iso-ref':>11}")
-            for kind, a, v, fl, flo, ref in self.rows():
-                lines.append(f"{kind:<9}{a:>9.2f}{v:>11.4e}{fl:>11.3e}{flo:>11.3e}{ref:>11.3e}")
-            lines.append(f"{'mean grid':<18}{s['grid']:>11.4e}{0.0:>11.3e}{0.0:>11.3e}{0.0:>11.3e}")
-            lines.append(f"{'mean off-grid':<18}{s['offgrid']:>11.4e}{s['floor']:>11.3e}{s['floor_output']:>11.3e}"
-                         f"{s['reference']:>11.3e}")
-            lines.append("floor(x): rotation round trip on the inputs; floor(Fx): on the outputs; iso-ref: E of an "
-                         "exactly equivariant isotropic blur (the metric's floor for a denoiser)")
-        lines.append(f"({self.n_images} images, {self.box}x{self.box} box, {self.mask} mask, rotation: {self.method})")
-        return "\n".join(lines)
-
-
 def evaluate_equivariance(fn, images: Array, n_offgrid: int = 8, seed: int = 0, *, mask=None,
                           offgrid: Sequence[float] | None = None, method: str = "fft",
                           batch_size: int = 64) -> EquivarianceReport:
@@ -397,138 +324,3 @@ def evaluate_equivariance(fn, images: Array, n_offgrid: int = 8, seed: int = 0, 
     return rep
 
 
-# ---------------------------------------------------------------------------------------------
-# training-history callback
-# ---------------------------------------------------------------------------------------------
-class EquivarianceCallback:
-    """Training callback adding equivariance columns to a denoiser's per-epoch history.
-
-    Called as ``cb(model, epoch, val_noisy, val_clean) -> dict`` by
-    :func:`cryoxplain.train.train_denoiser` (eval mode, no gradients) with the normalised validation
-    inputs.  It measures the network itself on the first ``n_images`` validation images, always with
-    the same angles (so the curves are comparable across epochs), and returns
-
-    * ``equivariance``: mean E(θ) over ``n_offgrid`` fixed random off-grid angles (seeded) — the
-      error under arbitrary in-plane rotations, what the thesis' Fig 7.7–7.9 plot;
-    * ``equivariance_grid``: mean E over 90°, 180°, 270° (exact rotations: the network alone);
-    * ``equivariance_floor``: the rotation operator's mean round-trip floor on the same images and
-      off-grid angles (constant over epochs);
-    * ``equivariance_reference``: E of an exactly equivariant isotropic blur on the same images and
-      angles (constant; the level below which a model's off-grid E is measurement error).
-    """
-
-    def __init__(self, n_images: int = 16, n_offgrid: int = 4, seed: int = 0, method: str = "fft"):
-        if n_images < 1 or n_offgrid < 1:
-            raise ParameterError("the equivariance callback needs n_images >= 1 and n_offgrid >= 1")
-        self.n_images, self.method = int(n_images), method
-        self.angles = offgrid_angles(int(n_offgrid), seed)
-        self._floor: float | None = None
-        self._ref: float | None = None
-
-    def __call__(self, model, epoch, val_noisy, val_clean=None) -> dict:
-        if val_noisy is None or len(val_noisy) == 0 or val_noisy.shape[-1] != val_noisy.shape[-2]:
-            return {}  # nothing to measure on (no validation split, or non-square boxes)
-        x = val_noisy[: self.n_images]
-        f = as_image_function(model)
-        y = f(x)
-        off = equivariance_error(f, x, self.angles, method=self.method, outputs=y)
-        grid = equivariance_error(f, x, GRID_ANGLES_DEG, method=self.method, outputs=y)
-        if self._floor is None:
-            self._floor = float(np.mean(list(rotation_floor(x, self.angles, method=self.method).values())))
-            self._ref = float(np.mean(list(isotropic_reference(x, self.angles, method=self.method).values())))
-        return {"equivariance": float(np.mean(list(off.values()))),
-                "equivariance_grid": float(np.mean(list(grid.values()))),
-                "equivariance_floor": self._floor, "equivariance_reference": self._ref}
-
-
-# ---------------------------------------------------------------------------------------------
-# model + stack (what `cryoxplain evaluate equivariance` calls)
-# ---------------------------------------------------------------------------------------------
-def _normalize(x: torch.Tensor) -> torch.Tensor:
-    """The denoisers' input normalisation (:mod:`cryoxplain.models.normalize`)."""
-    try:
-        from ..models.normalize import normalize
-    except ModuleNotFoundError:  # pragma: no cover - before the cartesian branch is merged
-        dims = tuple(range(1, x.ndim))
-        mu, sd = x.mean(dim=dims, keepdim=True), x.std(dim=dims, keepdim=True, unbiased=False)
-        return (x - mu) / torch.where(sd > 0, sd, torch.ones_like(sd))
-    return normalize(x)[0]
-
-
-def evaluate_stack_equivariance(stack, model="default", *, n_images: int = 64, n_offgrid: int = 8,
-                                seed: int = 0, device: str = "auto", batch_size: int = 64,
-                                method: str = "fft", angles_deg: Sequence[float] | None = None,
-                                radius: float | None = None, taper: float | None = None):
-    """Equivariance report of a saved model on (a seeded random subset of) an MRC particle stack.
-
-    ``model``: a model file or shipped model name (default: the shipped ``default`` model).  Up to
-    ``n_images`` images are drawn with ``seed``.  Each image is normalised once with its own
-    statistics (exactly as :mod:`cryoxplain.models.normalize` does before denoising) and the network
-    is measured in these units, so E reflects the network, not the per-box normalisation.
-    ``radius``/``taper`` (pixels) change the mask (default :func:`default_mask`).
-    Returns ``(report, model_info)``.
-    """
-    from ..io.mrc import open_stack
-    from ..models.registry import load_model
-    from ..utils import resolve_device
-
-    if n_images < 1:
-        raise ParameterError(f"n_images must be >= 1, got {n_images}")
-    dev = resolve_device(device)
-    net, info = load_model(model, device=dev)
-    with open_stack(stack) as st:
-        h, w = st.image_shape
-        if h != w:
-            raise ShapeError(f"{stack}: images are {h}x{w}; equivariance is measured on square boxes")
-        n = len(st)
-        idx = np.arange(n) if n <= n_images else np.sort(np.random.default_rng(seed).choice(n, n_images, replace=False))
-        imgs = np.stack([st[int(i)] for i in idx])
-    x = _normalize(torch.from_numpy(imgs)[:, None])
-    mask = None
-    if radius is not None or taper is not None:
-        mask = disc_mask(h, w, radius=radius, taper=min(h, w) / 8.0 if taper is None else taper)
-    rep = evaluate_equivariance(net, x, n_offgrid=n_offgrid, seed=seed, offgrid=angles_deg, method=method,
-                                batch_size=batch_size, mask=mask)
-    if mask is not None:
-        rep.mask = f"disc (radius {radius if radius is not None else min(h, w) / 2:g} px, taper {taper if taper is not None else min(h, w) / 8:g} px)"
-    return rep, info
-
-
-def plot_equivariance(report: EquivarianceReport, path, *, title: str | None = None, force: bool = False):
-    """PNG of the error (denoisers: E(θ), log scale; classifiers: agreement and KL) vs angle, with the floor."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..io.atomic import atomic_path
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
-    ga, oa = sorted(report.grid), sorted(report.offgrid)
-    if report.task == "classify":
-        ax.plot(ga, [1 - report.grid[a]["agreement"] for a in ga], "s", color="C0", label="grid: 1 − agreement")
-        ax.plot(oa, [1 - report.offgrid[a]["agreement"] for a in oa], "o", color="C0", mfc="none",
-                label="off-grid: 1 − agreement")
-        ax.plot(ga, [report.grid[a]["kl"] for a in ga], "s", color="C1", label="grid: KL (nats)")
-        ax.plot(oa, [report.offgrid[a]["kl"] for a in oa], "o", color="C1", mfc="none", label="off-grid: KL (nats)")
-        ax.set_ylabel("rotation non-invariance")
-    else:
-        ax.plot(ga, [max(report.grid[a], 1e-16) for a in ga], "s", color="C0", ms=7, label="E(θ), grid (exact rotation)")
-        ax.plot(oa, [report.offgrid[a] for a in oa], "o", color="C0", mfc="none", label="E(θ), off-grid (FFT rotation)"
-                if report.method == "fft" else "E(θ), off-grid (spline rotation)")
-        ax.set_ylabel("equivariance error E(θ)")
-    fa = [a for a in oa if a in report.floor]
-    if fa:
-        ax.plot(fa, [max(report.floor[a], 1e-16) for a in fa], "x", color="0.4", label="rotation floor (inputs)")
-    ax.set_yscale("log")
-    ax.set_xlabel("rotation angle θ (degrees)")
-    ax.set_xlim(0, 360)
-    ax.set_xticks(range(0, 361, 45))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title(title or f"rotation equivariance ({report.n_images} images, {report.box}² box)", fontsize=10)
-    fig.tight_layout()
-    with atomic_path(path, force=force) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return path

@@ -18,7 +18,8 @@ Definitions (docs/metrics.md gives the derivations and references):
       FRC(r) = Re Σ_{k∈ring r} F1(k) F2*(k) / sqrt(Σ|F1|² Σ|F2|²)
 
   over 1-pixel-wide rings r = 0 … N/2 (N = min(H, W); ring index = round(|k|·N) with |k| in
-  cycles/pixel), after multiplying both images by a soft (raised-cosine) disc mask.  For a stack,
+  cycles/pixel: the rings of :mod:`cryoxplain.imaging.fourier`), after multiplying both images by a
+  soft (raised-cosine) disc mask (:func:`soft_disc_mask`).  For a stack,
   the three ring sums are pooled over images.  The resolution at a threshold t is where the curve
   first drops below t (linear interpolation between rings); reported as spatial frequency (1/Å)
   and resolution (Å) when the pixel size is known.  Use t = 0.5 against ground truth and t = 0.143
@@ -32,55 +33,51 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ParameterError, ShapeError
+from ..imaging.batch import as_image_stack
+from ..imaging.fourier import n_rings, rfft_weights, ring_index, ring_sums
+from ..imaging.masks import disc_mask as _disc, resolve_mask
 
-__all__ = ["DenoiseMetrics", "FRCResult", "disc_mask", "evaluate_files", "frc", "frc_resolution", "psnr", "snr",
+__all__ = ["DenoiseMetrics", "FRCResult", "disc_mask", "frc", "frc_resolution", "psnr", "snr",
            "snr_db", "soft_disc_mask"]
 
 
-def disc_mask(shape: tuple, radius: float | None = None) -> np.ndarray:
-    """Boolean mask of the disc of ``radius`` pixels (default: inscribed, min(H, W)/2) at the box
-    centre ``(H // 2, W // 2)``.  Deprecated location: use :func:`cryoxplain.imaging.masks.disc_mask`."""
-    from ..imaging.masks import disc_mask as _disc
+def __getattr__(name):  # deprecated location, use cryoxplain.evaluate.evaluate_snr_files (lazy: no I/O import)
+    if name == "evaluate_files":
+        from ..evaluate import evaluate_snr_files
 
+        return evaluate_snr_files
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def disc_mask(shape: tuple, radius: float | None = None) -> np.ndarray:
+    """Deprecated location: use ``cryoxplain.imaging.masks.disc_mask(shape, radius) > 0`` (boolean disc)."""
     return _disc(shape, radius) > 0
 
 
 def soft_disc_mask(shape: tuple, radius: float | None = None, edge: float | None = None) -> np.ndarray:
-    """Disc mask with a raised-cosine edge: 1 inside ``radius − edge``, 0 outside ``radius``.
+    """The FRC's default mask: :func:`cryoxplain.imaging.masks.disc_mask` with a raised-cosine edge,
+    1 inside ``radius − edge``, 0 outside ``radius`` (``float64 (H, W)``).
 
     Defaults: ``radius`` = min(H, W)/2 − 1, ``edge`` = max(2, min(H, W)/16) pixels.
     """
-    from ..imaging.masks import disc_mask as _disc
-
-    h, w = int(shape[-2]), int(shape[-1])
-    n = min(h, w)
+    n = min(int(shape[-2]), int(shape[-1]))
     r = n / 2.0 - 1 if radius is None else float(radius)
     e = max(2.0, n / 16.0) if edge is None else float(edge)
-    return _disc((h, w), r, taper=min(e, r)).astype(np.float64)
+    return _disc(shape, r, taper=min(e, r)).astype(np.float64)
 
 
-def _resolve_mask(mask, shape) -> np.ndarray | None:
-    if mask is None or (isinstance(mask, str) and mask == "none"):
+def _selection_mask(mask, shape) -> np.ndarray | None:
+    """A mask argument (``"disc"``, ``"none"``/None or an (H, W) array) → boolean pixel selection or None."""
+    m = resolve_mask(mask, shape)
+    if m is None:
         return None
-    if isinstance(mask, str):
-        if mask == "disc":
-            return disc_mask(shape)
-        raise ParameterError(f"unknown mask {mask!r}; use 'disc', 'none' or a boolean array")
-    m = np.asarray(mask, dtype=bool)
-    if m.shape != tuple(shape[-2:]):
-        raise ShapeError(f"mask shape {m.shape} does not match image shape {tuple(shape[-2:])}")
     if not m.any():
         raise ParameterError("mask selects no pixel")
-    return m
+    return m > 0
 
 
 def _as_stack(a, name: str) -> np.ndarray:
-    a = np.asarray(a, dtype=np.float64)
-    if a.ndim == 2:
-        a = a[None]
-    if a.ndim != 3:
-        raise ShapeError(f"{name}: expected an image (H, W) or a stack (N, H, W), got shape {a.shape}")
-    return a
+    return as_image_stack(a, name=name, dtype=np.float64, finite=False)
 
 
 @dataclass
@@ -157,11 +154,11 @@ class DenoiseMetrics:
     def __init__(self, shape: tuple, mask="disc", pixel_size: float | None = None,
                  data_range: float | None = None, frc_mask="soft"):
         self.shape = (int(shape[-2]), int(shape[-1]))
-        self.mask = _resolve_mask(mask, self.shape)
+        self.mask = _selection_mask(mask, self.shape)
         self.mask_name = mask if isinstance(mask, str) or mask is None else "custom"
         self.pixel_size = float(pixel_size) if pixel_size else None
         if data_range is not None and not data_range > 0:
-            raise ParameterError(f"data range must be > 0, got {data_range}")
+            raise ParameterError(f"data_range must be > 0, got {data_range}")
         self.data_range = None if data_range is None else float(data_range)
         if isinstance(frc_mask, str):
             if frc_mask == "soft":
@@ -169,24 +166,14 @@ class DenoiseMetrics:
             elif frc_mask == "none":
                 self.frc_mask = None
             else:
-                raise ParameterError(f"unknown FRC mask {frc_mask!r}; use 'soft' or 'none'")
+                raise ParameterError(f"frc_mask must be 'soft', 'none' or an (H, W) array, got {frc_mask!r}")
         else:
             self.frc_mask = None if frc_mask is None else np.asarray(frc_mask, dtype=np.float64)
-        h, w = self.shape
-        self.box = min(h, w)
-        ky = np.fft.fftfreq(h)[:, None]
-        kx = np.fft.rfftfreq(w)[None, :]
-        ring = np.rint(np.sqrt(ky ** 2 + kx ** 2) * self.box).astype(np.int64)
-        self.n_rings = self.box // 2 + 1
-        ring[ring >= self.n_rings] = -1  # corners beyond Nyquist are not used
-        # rfft stores the kx>0 half plane once; weight the columns that stand for two coefficients
-        wgt = np.full(ring.shape, 2.0)
-        wgt[:, 0] = 1.0
-        if w % 2 == 0:
-            wgt[:, -1] = 1.0
-        self._ring, self._wgt = ring, wgt
-        self._valid = ring >= 0
-        self._count = np.bincount(ring[self._valid], weights=wgt[self._valid], minlength=self.n_rings)
+        self.box = min(self.shape)
+        self.n_rings = n_rings(self.shape)
+        self._ring = ring_index(self.shape, rfft=True)  # corners beyond Nyquist: -1, not used
+        self._wgt = rfft_weights(self.shape)
+        self._count = ring_sums(np.ones(self._ring.shape), self._ring, self.n_rings, weights=self._wgt)
         self.n = 0
         self._sig = 0.0
         self._err_out = 0.0
@@ -235,12 +222,10 @@ class DenoiseMetrics:
         m = self.frc_mask if self.frc_mask is not None else 1.0
         f1 = np.fft.rfft2(clean * m)
         f2 = np.fft.rfft2(est * m)
-        v = self._valid
-        r = self._ring[v]
-        w = self._wgt[v]
-        self._num += np.bincount(r, weights=(w * (f1 * np.conj(f2)).real[:, v]).sum(axis=0), minlength=self.n_rings)
-        self._d1 += np.bincount(r, weights=(w * np.abs(f1[:, v]) ** 2).sum(axis=0), minlength=self.n_rings)
-        self._d2 += np.bincount(r, weights=(w * np.abs(f2[:, v]) ** 2).sum(axis=0), minlength=self.n_rings)
+        r, w, k = self._ring, self._wgt, self.n_rings
+        self._num += ring_sums((f1 * np.conj(f2)).real.sum(axis=0), r, k, weights=w)
+        self._d1 += ring_sums((np.abs(f1) ** 2).sum(axis=0), r, k, weights=w)
+        self._d2 += ring_sums((np.abs(f2) ** 2).sum(axis=0), r, k, weights=w)
         self.n += len(clean)
 
     # ---- results -------------------------------------------------------------------------------
@@ -321,36 +306,3 @@ def frc(image1, image2, pixel_size: float | None = None, mask="soft") -> FRCResu
     m = DenoiseMetrics(a.shape[1:], mask=None, pixel_size=pixel_size, frc_mask=mask)
     m.update(a, image2)
     return m.frc()
-
-
-def evaluate_files(clean, estimate, noisy=None, mask="disc", pixel_size: float | None = None,
-                   data_range: float | None = None, batch_size: int = 64) -> dict:
-    """Evaluate MRC files batch by batch (bounded memory); returns :meth:`DenoiseMetrics.result`.
-
-    The pixel size defaults to the clean file's header; the files must hold the same number of
-    images of the same shape.
-    """
-    from ..io.mrc import open_stack
-
-    paths = [("clean", clean), ("estimate", estimate)] + ([("noisy", noisy)] if noisy else [])
-    stacks = {}
-    try:
-        for name, p in paths:
-            stacks[name] = open_stack(p)
-        ref = stacks["clean"]
-        for name, st in stacks.items():
-            if st.shape != ref.shape:
-                raise ShapeError(f"{name} {paths[[n for n, _ in paths].index(name)][1]} has shape {st.shape}, "
-                                 f"clean has {ref.shape}; the stacks must correspond image by image")
-        ps = pixel_size if pixel_size else ref.voxel_size
-        m = DenoiseMetrics(ref.image_shape, mask=mask, pixel_size=ps, data_range=data_range)
-        its = {k: v.batches(batch_size) for k, v in stacks.items()}
-        for (_, c), (_, e) in zip(its["clean"], its["estimate"]):
-            n = next(its["noisy"])[1] if "noisy" in its else None
-            m.update(c, e, n)
-        res = m.result()
-        res["files"] = {k: str(v) for k, v in paths}
-        return res
-    finally:
-        for st in stacks.values():
-            st.close()

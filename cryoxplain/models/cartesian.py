@@ -25,7 +25,7 @@ All convolutions use zero "same" padding, so the network is fully convolutional
 :attr:`CartesianDenoiser.receptive_radius` = ``(k−1)/2 · (2 + Σ dilations)`` (``depth·(k−1)/2``
 without dilation) of it — the fact that tiled micrograph denoising relies on.  The network works on *normalised* images (zero mean, unit
 standard deviation per image); the normalisation is applied by the callers
-(:mod:`cryoxplain.train` and :mod:`cryoxplain.denoise`), not stored in the weights.
+(:mod:`cryoxplain.denoise.train` and :mod:`cryoxplain.denoise.apply`), not stored in the weights.
 
 The spiral denoiser (:mod:`cryoxplain.models.spiral`) uses the same family and the same config
 keys (``depth``, ``width``, ``kernel_size``) so that the two can be compared at equal size.

@@ -20,7 +20,7 @@ statistics, and per-image normalisation inside the network makes it (nearly) inv
 intensity scale, ``f(αx) ≈ f(x)``, which bends the path of Integrated Gradients sharply near a
 zero baseline.  He initialisation keeps the plain network trainable.  Average pooling and ReLU
 keep gradients dense (less checkerboarding in saliency maps than max pooling).
-Trained by :func:`cryoxplain.train.classify.train_classifier`.
+Trained by :func:`cryoxplain.classify.train_classifier`.
 """
 from __future__ import annotations
 

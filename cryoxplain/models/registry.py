@@ -369,3 +369,18 @@ def _set_description(model: torch.nn.Module, text: str) -> None:
         model.description = text
     except AttributeError:  # a read-only description of a foreign architecture
         pass
+
+
+def require_architecture(arch: str, task: str) -> ArchitectureSpec:
+    """The spec of ``arch``, or :class:`~cryoxplain.errors.ParameterError` unless it is an installed
+    architecture for ``task`` (``"denoise"`` or ``"classify"``); the message lists the ones that are."""
+    from ..errors import ParameterError
+
+    archs = architectures()
+    what = {"denoise": "denoiser", "classify": "classifier"}.get(task, f"{task} model")
+    if arch not in archs:
+        mine = sorted(a for a, t in archs.items() if t == task)
+        raise ParameterError(f"unknown architecture {arch!r}; {what}s: {', '.join(mine) or 'none'}")
+    if archs[arch] != task:
+        raise ParameterError(f"architecture {arch!r} is a {archs[arch]} model, not a {what}")
+    return get_architecture(arch)

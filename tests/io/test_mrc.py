@@ -243,7 +243,7 @@ def test_permissive_fallback_warns(tmp_path):
         out, _ = read_mrc(q, permissive=True)
     assert out.shape == (4, 8, 8)
     raw = bytearray(q.read_bytes()[:-100])
-    raw[212:216] = b"\0\0\0\0"  # unknown machine stamp
+    raw[212:216] = b"\x12\x34\0\0"  # unknown (non-zero) machine stamp; a zero one is a known quirk
     r = tmp_path / "stamp.mrc"
     r.write_bytes(bytes(raw))
     with pytest.raises(InputFileError, match="machine stamp"):

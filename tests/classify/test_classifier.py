@@ -10,7 +10,8 @@ from cryoxplain.errors import ParameterError
 from cryoxplain.io.mrc import write_mrc
 from cryoxplain.models.classifier import ParticleClassifier
 from cryoxplain.models.registry import load_model, read_model_info
-from cryoxplain.train.classify import stratified_split, train_classifier
+from cryoxplain.classify.train import stratified_split, train_classifier
+from cryoxplain.imaging.normalize import normalize_images
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +21,7 @@ def trained(tmp_path_factory):
     write_mrc(d / "complexA.mrcs", a)
     write_mrc(d / "complexB.mrcs", b)
     res = train_classifier([d / "complexA.mrcs", d / "complexB.mrcs"], epochs=25, batch_size=8, lr=3e-3,
-                           device="cpu", seed=0, out=d / "cls.safetensors", config={"width": 8})
+                           device="cpu", seed=0, out=d / "cls.safetensors", arch_config={"width": 8})
     return d, res
 
 
@@ -33,7 +34,8 @@ def test_training_learns_the_source(trained):
     assert info.task == "classify" and info.config["n_classes"] == 2
     assert info.training["class_names"] == ["complexA", "complexB"]
     assert info.training["val_accuracy"] == pytest.approx(res.val_accuracy)
-    assert len(res.history["val_accuracy"]) == 25
+    # one loop, one history convention: row 0 is epoch 0, measured before training (was: 25 rows)
+    assert len(res.history["val_accuracy"]) == 26 and res.history["epoch"][0] == 0
 
 
 def test_fresh_data_accuracy_and_classify_cli(trained, tmp_path):
@@ -81,7 +83,7 @@ def test_training_errors(tmp_path):
         train_classifier([a, b], arch="_test_cls_denoiser", epochs=1)
     with pytest.raises(ParameterError, match="unknown architecture"):
         train_classifier([a, b], arch="nosuch", epochs=1)
-    with pytest.raises(ParameterError, match="resume"):
+    with pytest.raises(ParameterError, match="resume needs the output path"):  # classifiers resume now (tests/training)
         train_classifier([a, b], resume=True)
     with pytest.raises(ParameterError, match="augment"):
         train_classifier([a, b], augment="mirror")
@@ -99,12 +101,12 @@ def test_training_errors(tmp_path):
 def test_simulated_sources_from_the_simulator():
     sim = pytest.importorskip("cryoxplain.sim.simulate", reason="cryoxplain.sim not merged yet")
     from cryoxplain.sim import phantom
-    from cryoxplain.train.classify import simulate_labelled
+    from cryoxplain.classify.train import simulate_labelled
 
     results, names = simulate_labelled([phantom(32, seed=0), phantom(32, seed=1)], 64, snr=1.0, seed=0)
     assert len(results) == 2 and results[0].noisy.shape == (64, 32, 32) and len(set(names)) == 2
     res = train_classifier(results, class_names=names, epochs=25, batch_size=8, lr=3e-3, device="cpu",
-                           config={"width": 8})
+                           arch_config={"width": 8})
     assert res.val_accuracy >= 0.7  # two different simulated structures, SNR 1; chance is 0.5
 
 
@@ -114,7 +116,6 @@ def test_attributions_point_at_the_distinguishing_arms(trained, method):
     import classify_helpers as ch
     from cryoxplain.explain import create_explainer
     from cryoxplain.explain.targets import ClassLogit
-    from cryoxplain.train.classify import normalize_images
 
     d, _ = trained
     model, _ = load_model(d / "cls.safetensors")
@@ -145,3 +146,20 @@ def test_train_cli_classify(trained, tmp_path):
     r = CliRunner().invoke(cli, ["train", "--task", "classify", "--class-stack", str(d / "complexA.mrcs"),
                                  "--class-stack", str(d / "complexB.mrcs"), "-o", str(out)])
     assert r.exit_code == 2 and "exists" in r.output
+
+
+def test_train_cli_classify_resume(tmp_path):
+    a, b = labelled_particles(10, 16, seed=1)
+    write_mrc(tmp_path / "A.mrcs", a)
+    write_mrc(tmp_path / "B.mrcs", b)
+    out = tmp_path / "c.safetensors"
+    base = ["train", "--task", "classify", "--class-stack", str(tmp_path / "A.mrcs"), "--class-stack",
+            str(tmp_path / "B.mrcs"), "--config", "width=4", "--config", "depth=2", "-b", "8", "--device", "cpu",
+            "--lr-schedule", "constant", "-o", str(out)]
+    r = CliRunner().invoke(cli, base + ["--epochs", "1"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(cli, base + ["--epochs", "2", "--resume"])
+    assert r.exit_code == 0, r.output
+    assert "epoch   2:" in r.output and "epoch   1:" not in r.output  # continued from the checkpoint
+    r = CliRunner().invoke(cli, base + ["--epochs", "3", "--resume", "--seed", "1"])
+    assert r.exit_code == 2 and "different settings" in r.output

@@ -1,4 +1,4 @@
-"""`cryoxplain evaluate equivariance` and the training-history callback."""
+"""`cryoxplain evaluate equivariance` and :func:`cryoxplain.evaluate.evaluate_stack_equivariance`."""
 import json
 
 import numpy as np
@@ -6,8 +6,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from cryoxplain.evaluate import evaluate_stack_equivariance
 from cryoxplain.io.mrc import write_mrc
-from cryoxplain.metrics.equivariance import EquivarianceCallback, evaluate_stack_equivariance
 from cryoxplain.models.registry import ArchitectureSpec, register_architecture, save_model
 
 
@@ -93,24 +93,6 @@ def test_cli_table_json_plot_and_errors(tmp_path, models):
     assert r.exit_code != 0
 
 
-def test_callback_columns():
-    torch.manual_seed(0)
-    x = torch.randn(5, 1, 24, 24)
-    cb = EquivarianceCallback(n_images=3, n_offgrid=2, seed=1)
-    iso = cb(_Net(True), 0, x, None)
-    ani = cb(_Net(False), 0, x, None)
-    assert set(iso) == {"equivariance", "equivariance_grid", "equivariance_floor", "equivariance_reference"}
-    assert iso["equivariance_grid"] < 1e-5 < 0.3 < ani["equivariance_grid"]
-    assert ani["equivariance"] > iso["equivariance"]
-    assert iso["equivariance_floor"] == ani["equivariance_floor"] > 0
-
-
-def test_callback_skips_non_square_and_empty():
-    cb = EquivarianceCallback(n_images=2, n_offgrid=1)
-    assert cb(_Net(True), 0, torch.randn(2, 1, 16, 20), None) == {}
-    assert cb(_Net(True), 0, torch.randn(0, 1, 16, 16), None) == {}
-
-
 def test_cli_group_exit_codes(tmp_path, models):
     from cryoxplain.cli.main import cli
 
@@ -123,39 +105,3 @@ def test_cli_group_exit_codes(tmp_path, models):
     assert r.exit_code == 2 and "error" in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(cli, ["evaluate", "equivariance", str(st), "-m", str(models[0]), "--angles", "x"])
     assert r.exit_code == 2
-
-
-def test_train_command_records_equivariance(tmp_path):
-    import h5py
-
-    from cryoxplain.cli.main import cli
-
-    rng = np.random.default_rng(0)
-    clean = np.zeros((12, 16, 16), np.float32)
-    clean[:, 5:11, 6:10] = 1.0
-    noisy = clean + rng.standard_normal(clean.shape).astype(np.float32)
-    write_mrc(tmp_path / "n.mrcs", noisy, voxel_size=1.0)
-    write_mrc(tmp_path / "c.mrcs", clean, voxel_size=1.0)
-    base = ["train", "--noisy", str(tmp_path / "n.mrcs"), "--clean", str(tmp_path / "c.mrcs"), "--epochs", "1",
-            "--config", "depth=2", "--config", "width=2", "--device", "cpu", "--val-fraction", "0.25"]
-    r = CliRunner().invoke(cli, base + ["-o", str(tmp_path / "m.safetensors")])
-    assert r.exit_code == 0, r.output
-    with h5py.File(tmp_path / "m.history.h5", "r") as f:
-        for col in ("equivariance", "equivariance_grid", "equivariance_floor", "equivariance_reference"):
-            assert f[col].shape == (2,) and np.all(np.isfinite(f[col][()])) and np.all(f[col][()] >= 0)
-    r = CliRunner().invoke(cli, base + ["-o", str(tmp_path / "m2.safetensors"), "--no-equivariance"])
-    assert r.exit_code == 0, r.output
-    with h5py.File(tmp_path / "m2.history.h5", "r") as f:
-        assert "equivariance" not in f
-
-
-def test_rotation_augmentation_keeps_noise_variance():
-    from cryoxplain.geometry.rotate import disc_mask
-    from cryoxplain.train.denoise import _rotate
-
-    torch.manual_seed(0)
-    x = torch.randn(32, 1, 33, 33)
-    ang = torch.rand(32) * 2 * np.pi
-    m = torch.as_tensor(disc_mask(33, radius=10)).bool()
-    v = _rotate(x, ang)[:, 0][:, m].var().item()
-    assert abs(v - 1.0) < 0.05  # bilinear interpolation would give ~0.5-0.7

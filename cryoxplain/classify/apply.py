@@ -1,7 +1,7 @@
 """Applying a particle classifier to a stack (library side of ``cryoxplain classify``).
 
 :func:`classify_stack` streams a stack in batches through a classifier model file, normalising
-each particle as in training, and returns (and optionally writes, atomically, as CSV) the
+each particle as in training (:func:`cryoxplain.imaging.normalize.normalize_images`), and returns (and optionally writes, atomically, as CSV) the
 predicted class, its name and the softmax probability of every class per particle.  With
 ``true_label`` (all particles of the stack come from one known source) it also reports the
 accuracy.
@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import ParameterError, ShapeError
+from ..errors import ParameterError, ShapeError
+from ..imaging.batch import as_image_stack
+from ..imaging.normalize import normalize_images
 
 
 @dataclass
@@ -34,20 +36,16 @@ class ClassifyResult:
 def classify_stack(model, stack, output: str | os.PathLike | None = None, *, batch_size: int = 64,
                    device: str = "auto", true_label: str | int | None = None, force: bool = False) -> ClassifyResult:
     """Classify every particle of ``stack`` (MRC path or ``(N, H, W)`` array) with a classifier model file."""
-    from .io.atomic import atomic_path, check_output
-    from .io.mrc import open_stack
-    from .models.registry import load_model
-    from .train.classify import normalize_images
-    from .utils import resolve_device
+    from ..io.atomic import atomic_path, check_output
+    from ..io.mrc import open_stack
+    from ..models.registry import load_model
+    from ..utils import resolve_device
 
     dev = resolve_device(device)
     inputs = (stack,) if isinstance(stack, (str, os.PathLike)) else ()
     if output is not None:
         check_output(output, force=force, inputs=inputs)
-    net, info = load_model(model, device=dev)
-    if info.task != "classify":
-        raise ParameterError(f"{info.path} is a {info.task} model ({info.arch}); classify needs a classifier "
-                             "(train one with `cryoxplain train --task classify`)")
+    net, info = load_model(model, device=dev, task="classify")
     k = int(info.config.get("n_classes", 0)) or None
     names = list(info.training.get("class_names") or [])
     owned = isinstance(stack, (str, os.PathLike))
@@ -56,10 +54,7 @@ def classify_stack(model, stack, output: str | os.PathLike | None = None, *, bat
         batches = images.batches(batch_size)
         shape = images.image_shape
     else:
-        arr = np.asarray(stack, dtype=np.float32)
-        arr = arr[None] if arr.ndim == 2 else arr
-        if arr.ndim != 3:
-            raise ShapeError(f"stack must be (N, H, W), got {arr.shape}")
+        arr = as_image_stack(stack, name="stack")
         batches = ((s, arr[s:s + batch_size]) for s in range(0, len(arr), batch_size))
         shape = arr.shape[1:]
     trained = info.training.get("image_shape")

@@ -8,12 +8,13 @@ from cryoxplain.cli.main import cli
 from cryoxplain.errors import ParameterError, ShapeError
 from cryoxplain.io.mrc import write_mrc
 from cryoxplain.models import load_model
-from cryoxplain.train import read_history, train_denoiser
-from cryoxplain.train.denoise import augment_pair, checkpoint_path_for, history_path_for
+from cryoxplain.denoise import train_denoiser
+from cryoxplain.denoise.train import DenoiseTask
+from cryoxplain.training import TrainConfig, checkpoint_path_for, history_path_for, read_history
 from denoise_helpers import blobs
 
 SMALL = {"depth": 4, "width": 8, "kernel_size": 3}
-KW = dict(arch="cartesian", config=SMALL, batch_size=8, device="cpu", progress=False)
+KW = dict(arch="cartesian", arch_config=SMALL, batch_size=8, device="cpu", progress=False)
 
 
 def test_training_reduces_validation_loss(tmp_path):
@@ -109,14 +110,28 @@ def test_noise2noise_learns(tmp_path):
     assert h["val_snr_out_db"][-1] > h["val_snr_out_db"][0]  # clean used for validation only
 
 
-def test_augment_pair_applies_same_symmetry():
-    g = torch.Generator().manual_seed(0)
+def test_training_batches_apply_the_same_symmetry_to_input_and_target():
+    # (formerly a test of augment_pair, merged into cryoxplain.imaging.augment.random_symmetry)
     x = torch.randn(6, 1, 8, 8)
     for mode in ("rot90", "flip", "d4", "rotate"):
-        a, b = augment_pair(x, x.clone(), mode, g)
-        assert torch.equal(a, b)
-    a, _ = augment_pair(x, x.clone(), "d4", torch.Generator().manual_seed(1))
+        task = DenoiseTask(x, x.clone(), x[:0], x[:0], None, None, None, augment=mode, crop=6)
+        a, b = task.batch(torch.arange(6), torch.Generator().manual_seed(0))
+        assert torch.equal(a, b) and a.shape == (6, 1, 6, 6)
+    task = DenoiseTask(x, x.clone(), x[:0], x[:0], None, None, None, augment="d4")
+    a, _ = task.batch(torch.arange(6), torch.Generator().manual_seed(1))
     assert torch.allclose(torch.sort(a.flatten(1), dim=1)[0], torch.sort(x.flatten(1), dim=1)[0])
+
+
+def test_train_config_object_and_keyword_settings_agree():
+    noisy, clean = blobs(12, 16)
+    cfg = TrainConfig(epochs=1, batch_size=8, device="cpu", progress=False, seed=4)
+    a = train_denoiser(noisy, clean, arch_config=SMALL, config=cfg)
+    b = train_denoiser(noisy, clean, arch_config=SMALL, epochs=1, batch_size=8, device="cpu", progress=False, seed=4)
+    assert a.history["val_loss"] == b.history["val_loss"] and a.train_config == b.train_config
+    with pytest.raises(ParameterError, match="epochs must be"):
+        TrainConfig(epochs=0)
+    with pytest.raises(ParameterError, match="unknown training setting"):
+        train_denoiser(noisy, clean, arch_config=SMALL, epoch=1)
 
 
 def test_bad_training_inputs():
@@ -154,7 +169,7 @@ def test_cli_classify_task_delegates_or_refuses(tmp_path):
     import importlib.util
 
     r = CliRunner().invoke(cli, ["train", "--task", "classify", "-o", str(tmp_path / "c.safetensors"), "--epochs", "1"])
-    if importlib.util.find_spec("cryoxplain.train.classify") is None:
+    if importlib.util.find_spec("cryoxplain.classify.train") is None:
         assert r.exit_code == 2 and "classify" in r.output
     assert not (tmp_path / "c.safetensors").exists()
 

@@ -1,13 +1,9 @@
 """SNR, PSNR and FRC against hand-computed values."""
-import json
 import math
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from cryoxplain.cli.main import cli
-from cryoxplain.io.mrc import write_mrc
 from cryoxplain.metrics.snr import DenoiseMetrics, FRCResult, disc_mask, frc, psnr, snr, snr_db, soft_disc_mask
 
 
@@ -99,27 +95,3 @@ def test_accumulator_equals_one_shot():
     for k in ("snr_out", "snr_in", "psnr_db"):
         assert ra[k] == pytest.approx(rb[k])
     np.testing.assert_allclose(ra["frc_curve"]["frc"], rb["frc_curve"]["frc"])
-
-
-def test_cli_evaluate_snr(tmp_path):
-    rng = np.random.default_rng(4)
-    clean = rng.normal(size=(6, 32, 32)).astype(np.float32)
-    noisy = clean + rng.normal(scale=2.0, size=clean.shape).astype(np.float32)
-    est = clean + rng.normal(scale=0.5, size=clean.shape).astype(np.float32)
-    for name, a in (("c", clean), ("n", noisy), ("e", est)):
-        write_mrc(tmp_path / f"{name}.mrcs", a, 1.5)
-    args = ["evaluate", "snr", "--clean", str(tmp_path / "c.mrcs"), "--estimate", str(tmp_path / "e.mrcs"),
-            "--noisy", str(tmp_path / "n.mrcs")]
-    r = CliRunner().invoke(cli, args + ["--json", "--plot", str(tmp_path / "frc.png")])
-    assert r.exit_code == 0, r.output
-    res = json.loads(r.output)
-    assert res["snr_out_db"] == pytest.approx(10 * math.log10(1 / 0.25), abs=0.5)
-    assert res["snr_in_db"] == pytest.approx(10 * math.log10(1 / 4), abs=0.5)
-    assert res["frc_0.5"]["resolution_A"] >= 3.0  # never better than Nyquist (2 × 1.5 Å)
-    assert (tmp_path / "frc.png").read_bytes()[:4] == b"\x89PNG"
-    r = CliRunner().invoke(cli, args)
-    assert r.exit_code == 0 and "SNR_out (dB)" in r.output and "Å" in r.output
-    write_mrc(tmp_path / "short.mrcs", est[:3], 1.5)
-    r = CliRunner().invoke(cli, ["evaluate", "snr", "--clean", str(tmp_path / "c.mrcs"), "--estimate",
-                                 str(tmp_path / "short.mrcs"), "--plot", str(tmp_path / "x.png")])
-    assert r.exit_code == 2 and not (tmp_path / "x.png").exists()

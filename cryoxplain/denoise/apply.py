@@ -9,7 +9,8 @@
   the micrograph border, where the network's own border handling applies exactly as for the whole
   image).  With ``padding`` ≥ the model's receptive radius the result equals whole-image denoising
   to float precision: no seams.
-* The normalisation is :mod:`cryoxplain.models.normalize`, the same as in training.
+* The normalisation is :mod:`cryoxplain.imaging.normalize`, the same as in training
+  (:mod:`cryoxplain.denoise.train`).
 * A model with a fixed ``input_shape`` (the spiral denoiser) only accepts images of that shape;
   micrographs are not tiled for it.
 * Outputs keep the voxel size, are written atomically and never replace an existing file without
@@ -25,13 +26,14 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from .errors import InputFileError, ModelFileError, ParameterError, ShapeError
-from .io.atomic import atomic_path, check_output
-from .io.mrc import StackWriter, open_stack, sniff, write_mrc
-from .models.normalize import denormalize, normalize
-from .models.protocol import inference_form, model_input_shape, model_receptive_radius
-from .models.registry import load_model
-from .utils import resolve_device
+from ..errors import InputFileError, ParameterError, ShapeError
+from ..imaging.batch import as_image_stack
+from ..imaging.normalize import denormalize, normalize
+from ..io.atomic import atomic_path, check_output
+from ..io.mrc import StackWriter, open_stack, sniff, write_mrc
+from ..models.protocol import inference_form, model_input_shape, model_receptive_radius
+from ..models.registry import load_model
+from ..utils import resolve_device
 
 __all__ = ["Denoiser", "FORMATS", "denoise_file", "denoise_files", "denoise_micrograph", "denoise_stack"]
 
@@ -54,9 +56,7 @@ class Denoiser:
         if isinstance(model, torch.nn.Module):
             self.model, self.info = model.to(self.device).eval(), None
         else:
-            self.model, self.info = load_model(model, device=self.device)
-            if self.info.task != "denoise":
-                raise ModelFileError(f"{self.info.path}: is a {self.info.task} model ({self.info.arch}), not a denoiser")
+            self.model, self.info = load_model(model, device=self.device, task="denoise")
         # a faster, numerically equivalent form for inference when the architecture offers one
         self._net = inference_form(self.model).to(self.device)
         self.input_shape = model_input_shape(self.model)
@@ -80,12 +80,8 @@ class Denoiser:
 
     def denoise_images(self, images: np.ndarray) -> np.ndarray:
         """Denoise one batch of images (B, H, W) or one image (H, W), each normalised on its own."""
-        a = np.asarray(images, dtype=np.float32)
-        single = a.ndim == 2
-        if single:
-            a = a[None]
-        if a.ndim != 3:
-            raise ShapeError(f"expected (H, W) or (B, H, W) images, got shape {a.shape}")
+        single = np.ndim(images) == 2
+        a = as_image_stack(images, name="images")
         self.check_shape(a.shape[1:], "input")
         xn, mu, sd = normalize(torch.tensor(a)[:, None])
         y = denormalize(self._forward(xn), mu, sd)[:, 0].numpy()
@@ -108,7 +104,7 @@ class Denoiser:
         pad = self.default_padding() if padding is None else int(padding)
         if self.receptive_radius is not None and pad < self.receptive_radius:
             raise ParameterError(f"padding {pad} px is smaller than the model's receptive radius "
-                                 f"({self.receptive_radius} px); tiles would show seams — use --padding ≥ {self.receptive_radius}")
+                                 f"({self.receptive_radius} px); tiles would show seams — use padding ≥ {self.receptive_radius}")
         xn, mu, sd = normalize(torch.tensor(img)[None, None])
         h, w = img.shape
         if h <= patch_size and w <= patch_size:
@@ -228,14 +224,14 @@ def plan_outputs(inputs: Sequence, output, fmt: str = "mrc", suffix: str = "") -
     if len(inputs) == 1 and not out.is_dir():
         return [(inputs[0], out)]
     if out.exists() and not out.is_dir():
-        raise ParameterError(f"{out} is a file; with several inputs -o must be a folder")
+        raise ParameterError(f"{out} is a file; with several inputs the output must be a folder")
     pairs = []
     for p in inputs:
         ext = p.suffix if fmt == "mrc" and p.suffix.lower() in (".mrc", ".mrcs") else "." + ("mrc" if fmt == "mrc" else fmt)
         pairs.append((p, out / f"{p.stem}{suffix}{ext}"))
     dst = [d for _, d in pairs]
     if len(set(dst)) != len(dst):
-        raise ParameterError("several inputs map to the same output name; give them distinct names or a --suffix")
+        raise ParameterError("several inputs map to the same output name; give them distinct names or a suffix")
     return pairs
 
 

@@ -1,18 +1,17 @@
-"""benchmarks/equivariance_experiments.py: claim checks and a tiny end-to-end run."""
-import importlib.util
+"""The spiral-vs-cartesian equivariance experiments (:mod:`cryoxplain.evaluate`, run by
+benchmarks/equivariance_experiments.py): claim checks and a tiny end-to-end run."""
 import json
-from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
+import cryoxplain.evaluate as B
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location("equivariance_experiments", REPO / "benchmarks" / "equivariance_experiments.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def _run_tiny(out, density, experiments=("snr4", "snr64", "snr64_aug"), target="signal"):
+    cfg = dict(B.CONFIGS["tiny"], name="tiny")
+    specs = B.model_specs(cfg, ["spiral", "cartesian"], target)
+    return B.run_equivariance_experiments(cfg, list(experiments), specs, out, density=density, device="cpu",
+                                          target=target, log=lambda s: None)
 
 
 def _hist(e0, e1, snr=(0.0, 5.0), train=(1.0, 0.3), val=(1.0, 0.35)):
@@ -29,7 +28,6 @@ def _hist(e0, e1, snr=(0.0, 5.0), train=(1.0, 0.3), val=(1.0, 0.35)):
 
 
 def test_claims_thesis_like_and_contrary():
-    B = _bench()
     thesis = {"experiments": {
         "snr4": {"spiral": _hist(0.02, 0.03), "cartesian": _hist(0.5, 0.035)},
         "snr64": {"spiral": _hist(0.02, 0.05), "cartesian": _hist(0.5, 0.2, snr=(0, 3), val=(1, 0.5))},
@@ -57,11 +55,8 @@ def test_claims_thesis_like_and_contrary():
 def test_tiny_end_to_end(tmp_path, shared_data):
     import h5py
 
-    B = _bench()
     out = tmp_path / "eqv"
-    rc = B.main(["--config", "tiny", "--out", str(out), "--models", "spiral,cartesian", "--device", "cpu",
-                 "--density", str(shared_data / "aspire_clean70SRibosome_vol_65p.mrc")])
-    assert rc == 0
+    _run_tiny(out, shared_data / "aspire_clean70SRibosome_vol_65p.mrc")
     with h5py.File(out / "results.h5", "r") as f:
         assert set(f) == {"snr4", "snr64", "snr64_aug"}
         for exp in f:
@@ -82,16 +77,17 @@ def test_tiny_end_to_end(tmp_path, shared_data):
         assert (out / f"fig_{exp}.png").read_bytes()[:4] == b"\x89PNG"
     # re-checking the claims from the HDF5 file gives the same verdicts
     (out / "summary.json").unlink()
-    assert B.main(["--replot", "--out", str(out)]) == 0
+    res = B.read_experiment_results(out)
+    res["claims"] = B.check_claims(res)
+    B.write_experiment_results(res, out)
+    tab = B.format_experiments_table(res)
+    assert all(c["claim"] in tab for c in res["claims"])
     assert json.loads((out / "summary.json").read_text())["claims"] == summary["claims"]
 
 
 def test_tiny_residual_target(tmp_path, shared_data):
-    B = _bench()
     out = tmp_path / "eqv"
-    assert B.main(["--config", "tiny", "--out", str(out), "--models", "spiral,cartesian", "--device", "cpu",
-                   "--experiments", "snr4", "--target", "noise",
-                   "--density", str(shared_data / "aspire_clean70SRibosome_vol_65p.mrc")]) == 0
+    _run_tiny(out, shared_data / "aspire_clean70SRibosome_vol_65p.mrc", experiments=("snr4",), target="noise")
     summary = json.loads((out / "summary.json").read_text())
     assert summary["models"]["spiral"]["arch"] == "spiral" and summary["models"]["cartesian"]["arch"] == "cartesian"
     assert summary["config"]["target"] == "noise"
@@ -108,12 +104,11 @@ def test_epoch0_models_matched_and_output_bias_explains_old_inversion(shared_dat
     import torch
 
     from cryoxplain.metrics.equivariance import GRID_ANGLES_DEG, equivariance_error
-    from cryoxplain.models.normalize import normalize
+    from cryoxplain.imaging.normalize import normalize
     from cryoxplain.models.registry import build_model
 
-    B = _bench()
     cfg = dict(B.CONFIGS["quick"], n_particles=8)
-    noisy, _, _ = B.simulate(cfg, 0.25, 0, shared_data / "aspire_clean70SRibosome_vol_65p.mrc")
+    noisy, _, _ = B.simulate_experiment(cfg, 0.25, 0, shared_data / "aspire_clean70SRibosome_vol_65p.mrc")
     x = normalize(torch.from_numpy(noisy)[:, None])[0]
     specs = B.model_specs(cfg, ["spiral", "cartesian"], "signal")
     assert specs["spiral"][1]["outside"] == "zero" and not specs["spiral"][1]["residual"]

@@ -1,0 +1,125 @@
+"""Result records of the metrics and their human-readable forms (tables, JSON-ready dicts).
+
+* :class:`EquivarianceReport` — what :func:`cryoxplain.metrics.equivariance.evaluate_equivariance`
+  returns; ``to_dict()`` (JSON) and ``format_table()`` (stdout);
+* :func:`format_snr_table` — the table of a :meth:`cryoxplain.metrics.snr.DenoiseMetrics.result`
+  dict (what ``cryoxplain evaluate snr`` prints).
+
+Numbers in, text out: nothing here computes a metric, opens a file or draws.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+__all__ = ["EquivarianceReport", "format_snr_table"]
+
+
+@dataclass
+class EquivarianceReport:
+    """Result of :func:`~cryoxplain.metrics.equivariance.evaluate_equivariance`.
+
+    ``task`` is ``denoise`` (``grid``/``offgrid``: ``{angle_deg: E}``) or ``classify``
+    (``grid``/``offgrid``: ``{angle_deg: {"agreement", "kl"}}``).  ``floor``: ``{angle_deg:
+    round-trip error of the rotation on the inputs}``; ``floor_output`` the same on ``F(x)``
+    (denoisers only: the rotation is applied to the outputs in E).
+    """
+
+    task: str
+    n_images: int
+    box: int
+    method: str
+    grid: dict = field(default_factory=dict)
+    offgrid: dict = field(default_factory=dict)
+    floor: dict = field(default_factory=dict)
+    floor_output: dict = field(default_factory=dict)
+    reference: dict = field(default_factory=dict)
+    seed: int = 0
+    mask: str = "disc"
+
+    @staticmethod
+    def _mean(d: dict, key: str | None = None) -> float:
+        vals = [v[key] if key else v for v in d.values()]
+        return float(np.mean(vals)) if vals else float("nan")
+
+    @property
+    def summary(self) -> dict[str, float]:
+        if self.task == "classify":
+            return {"grid_agreement": self._mean(self.grid, "agreement"), "grid_kl": self._mean(self.grid, "kl"),
+                    "offgrid_agreement": self._mean(self.offgrid, "agreement"),
+                    "offgrid_kl": self._mean(self.offgrid, "kl"),
+                    "floor": self._mean({a: v for a, v in self.floor.items() if a in self.offgrid})}
+        return {"grid": self._mean(self.grid), "offgrid": self._mean(self.offgrid),
+                "floor": self._mean({a: v for a, v in self.floor.items() if a in self.offgrid}),
+                "floor_output": self._mean({a: v for a, v in self.floor_output.items() if a in self.offgrid}),
+                "reference": self._mean({a: v for a, v in self.reference.items() if a in self.offgrid})}
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for k in ("grid", "offgrid", "floor", "floor_output", "reference"):
+            d[k] = {f"{a:g}": v for a, v in d[k].items()}
+        d["summary"] = self.summary
+        d["definition"] = ("E(theta) = ||M*(F(R x) - R F(x))|| / ||M*R F(x)||, pooled over images; "
+                           "floor = ||M*(R_-theta R_theta x - x)|| / ||M*x|| (floor_output: the same on F(x)); "
+                           "reference = E(theta) of an isotropic Gaussian blur (sigma 1 px) on the same images")
+        return d
+
+    def rows(self) -> list[tuple]:
+        """Table rows ``(kind, angle_deg, value, floor, floor_output, reference)`` in angle order."""
+        rows = []
+        for kind, d in (("grid", self.grid), ("off-grid", self.offgrid)):
+            for a in sorted(d):
+                rows.append((kind, a, d[a], self.floor.get(a, 0.0), self.floor_output.get(a, math.nan),
+                             self.reference.get(a, math.nan)))
+        return rows
+
+    def format_table(self) -> str:
+        lines = []
+        s = self.summary
+        if self.task == "classify":
+            lines.append(f"{'set':<9}{'angle':>9}{'agreement':>11}{'KL(nats)':>11}{'floor(x)':>11}")
+            for kind, a, v, fl, _, _ in self.rows():
+                lines.append(f"{kind:<9}{a:>9.2f}{v['agreement']:>11.4f}{v['kl']:>11.3e}{fl:>11.3e}")
+            lines.append(f"{'mean grid':<18}{s['grid_agreement']:>11.4f}{s['grid_kl']:>11.3e}{0.0:>11.3e}")
+            lines.append(f"{'mean off-grid':<18}{s['offgrid_agreement']:>11.4f}{s['offgrid_kl']:>11.3e}{s['floor']:>11.3e}")
+        else:
+            lines.append(f"{'set':<9}{'angle':>9}{'E(theta)':>11}{'floor(x)':>11}{'floor(Fx)':>11}{'iso-ref':>11}")
+            for kind, a, v, fl, flo, ref in self.rows():
+                lines.append(f"{kind:<9}{a:>9.2f}{v:>11.4e}{fl:>11.3e}{flo:>11.3e}{ref:>11.3e}")
+            lines.append(f"{'mean grid':<18}{s['grid']:>11.4e}{0.0:>11.3e}{0.0:>11.3e}{0.0:>11.3e}")
+            lines.append(f"{'mean off-grid':<18}{s['offgrid']:>11.4e}{s['floor']:>11.3e}{s['floor_output']:>11.3e}"
+                         f"{s['reference']:>11.3e}")
+            lines.append("floor(x): rotation round trip on the inputs; floor(Fx): on the outputs; iso-ref: E of an "
+                         "exactly equivariant isotropic blur (the metric's floor for a denoiser)")
+        lines.append(f"({self.n_images} images, {self.box}x{self.box} box, {self.mask} mask, rotation: {self.method})")
+        return "\n".join(lines)
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float) and math.isinf(v):
+        return "inf"
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def format_snr_table(res: dict) -> str:
+    """The human-readable table of a :meth:`~cryoxplain.metrics.snr.DenoiseMetrics.result` dict."""
+    rows = [("images", res["n_images"]), ("mask (SNR, PSNR)", res["mask"])]
+    if "snr_in" in res:
+        rows += [("SNR_in (linear)", res["snr_in"]), ("SNR_in (dB)", res["snr_in_db"])]
+    rows += [("SNR_out (linear)", res["snr_out"]), ("SNR_out (dB)", res["snr_out_db"])]
+    if "snr_gain_db" in res:
+        rows.append(("SNR gain (dB)", res["snr_gain_db"]))
+    rows += [("PSNR (dB)", res["psnr_db"]), ("PSNR data range", res["psnr_data_range"])]
+    for key in ("frc_0.5", "frc_0.143"):
+        c = res[key]
+        tag = "" if c["crossed"] else " (not crossed: ≥ Nyquist)"
+        if c["resolution_A"] is not None:
+            rows.append((f"FRC {c['threshold']} crossing", f"{c['frequency_per_A']:.4g} 1/Å = {c['resolution_A']:.4g} Å{tag}"))
+        else:
+            rows.append((f"FRC {c['threshold']} crossing", f"{c['frequency_per_px']:.4g} 1/px (pixel size unknown){tag}"))
+    w = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{w}}  {_fmt(v)}" for k, v in rows)
