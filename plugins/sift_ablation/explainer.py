@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from cryoxplain.errors import ParameterError
-from cryoxplain.explain.base import Attribution, Explainer, Param, Target, check_inputs
+from cryoxplain.explain.base import Attribution, Explainer, Param
 from cryoxplain.explain.paths import quadrature
 from cryoxplain_plugins.ablation_path.explainer import AblationPath
 from cryoxplain_plugins.ablation_path.heatmaps import REDUCERS, reduce_path, transition_index, with_end_points
@@ -172,11 +172,22 @@ class SiftAblation(Explainer):
                 top[rows] = np.concatenate(res).reshape(rows.size, m)
         return top
 
-    def attribute(self, model: torch.nn.Module, inputs: torch.Tensor, target: Target) -> Attribution:
-        inputs = inputs.detach()
-        check_inputs(model, inputs)
-        if hasattr(target, "bind"):
-            target = target.bind(model, inputs)
+    if "_attribute" not in vars(Explainer):          # pragma: no cover - until the template lands
+        def attribute(self, model, inputs, target):
+            """Pre-template base class: the shared checks and target binding, then the hook."""
+            from types import SimpleNamespace
+
+            from cryoxplain.explain.base import check_inputs
+
+            inputs = inputs.detach()
+            check_inputs(model, inputs)
+            target = target.bind(model, inputs) if hasattr(target, "bind") else target
+            return self._attribute(None, inputs, SimpleNamespace(model=model, target=target))
+
+    def _attribute(self, f, inputs: torch.Tensor, ctx) -> Attribution:
+        """The template hook (:meth:`cryoxplain.explain.base.Explainer.attribute` has checked the
+        inputs ``(B, 1, H, W)`` and bound the target ``ctx.target``)."""
+        model, target = ctx.model, ctx.target
         score, classes, _ = AblationPath.make_score(self, model, target, inputs)
         B, _, H, W = inputs.shape
         decs = self.decoders(inputs)
