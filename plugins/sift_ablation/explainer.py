@@ -315,6 +315,16 @@ class SiftAblation(Explainer):
         return float((d32.Z.sum(0) + d32.c - x32).abs().max() / x32.abs().max().clamp_min(1e-30))
 
     # ------------------------------------------------------------------------------------------
+    def write_html(self, attribution: Attribution, inputs, path) -> None:
+        """Write the interactive path viewer; the feature bases are rebuilt from ``inputs``
+        (deterministic) rather than stored."""
+        from .viewer import write_viewer
+
+        x = inputs if isinstance(inputs, torch.Tensor) else torch.as_tensor(np.asarray(inputs))
+        if x.ndim == 3:
+            x = x[:, None]
+        write_viewer(attribution, x, self.decoders(x[:32]), path)
+
     def render_png(self, attribution: Attribution, inputs, path, index: int = 0, force: bool = False):
         """Keypoint overlay figure (§8.5) of image ``index`` of a result."""
         from .render import render_keypoints

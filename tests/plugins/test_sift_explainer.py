@@ -201,3 +201,12 @@ def test_keypoint_overlay_png(tmp_path, toy):
     a = e.attribute(model, X, ClassLogit(1))
     p = e.render_png(a, X, tmp_path / "kp.png")
     assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_html_viewer_page(tmp_path, toy):
+    model, X = toy
+    e = SiftAblation(keep_below=0.0, max_iters=4)
+    a = e.attribute(model, X, ClassLogit(1))
+    e.write_html(a, X, tmp_path / "v.html")
+    text = (tmp_path / "v.html").read_text()
+    assert "D(1 − φ(t))" in text and text.count("data:image/png;base64") >= 4 * a.extras["path"].shape[1]
