@@ -210,3 +210,40 @@ def test_html_viewer_page(tmp_path, toy):
     e.write_html(a, X, tmp_path / "v.html")
     text = (tmp_path / "v.html").read_text()
     assert "D(1 − φ(t))" in text and text.count("data:image/png;base64") >= 4 * a.extras["path"].shape[1]
+
+
+@pytest.mark.parametrize("objective", ["retain", "dissipate", "contrastive", "straddle"])
+def test_pixel_decoder_limit_matches_the_pixel_plugin(objective):
+    """§11.4.2: one feature per pixel, Z̄_p = (x − x_BL)_p e_p, c = x_BL, reproduces the pixel
+    ablation path (blur 0, mask at image size) on the same optimiser."""
+    from cryoxplain_plugins.ablation_path.optimize import optimise_paths
+
+    torch.manual_seed(0)
+    n = 10
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.Softplus(), torch.nn.Flatten(),
+                                torch.nn.Linear(4 * n * n, 2)).double().eval()
+    rng = np.random.default_rng(0)
+    x = torch.as_tensor(rng.standard_normal((1, 1, n, n)))
+    xb = torch.as_tensor(rng.standard_normal((1, 1, n, n))) * 0.1
+    score = lambda X, idx: torch.softmax(model(X), 1)[:, 1]
+    cfg = PathConfig(objective=objective, blur_sigma=0.0, mask_size=n, max_iters=12, min_iters=2)
+    ref = optimise_paths(score, x, xb, cfg)
+    Z = torch.diag_embed((x - xb).flatten()).reshape(1, n * n, n, n)
+    res, _ = optimise_feature_paths(score, Z, xb[:, 0], np.array([n * n]), cfg)
+    assert np.allclose(res.phi[0, :, :, 0], ref.phi[0].reshape(cfg.n_t, -1), atol=1e-12, rtol=0)
+    assert np.allclose(res.objective_trace, ref.objective_trace, atol=1e-12, equal_nan=True)
+    assert res.iterations[0] == ref.iterations[0]
+    if objective == "straddle":
+        assert np.allclose(res.phi_down[0, :, :, 0], ref.phi_down[0].reshape(cfg.n_t, -1), atol=1e-12, rtol=0)
+
+
+def test_blur_baseline_link():
+    """§11.4.5: keep_above = σ_b on a grid edge gives D(0) = Γ(x, σ_b), the pixel plugin's blur
+    baseline (the project's scipy-compatible gaussian_blur) up to the kernel sampling/truncation."""
+    from cryoxplain.imaging.filters import gaussian_blur
+
+    for snr in (None, 0.25):
+        x = particle(64, snr=snr)
+        for sb in (4.5, 9.0):
+            dec = build_decoder(x, BasisConfig(keep_below=0.0, keep_above=sb), keypoints=injected_keypoints())
+            assert np.abs(dec.c.numpy() - gaussian_blur(x, sb)).max() <= 1e-4 * np.abs(x).max()
