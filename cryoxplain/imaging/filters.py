@@ -139,6 +139,17 @@ def _blur_axis(x: torch.Tensor, kern: torch.Tensor, axis: int, border: str) -> t
     return y.reshape(m, w, n).transpose(1, 2)
 
 
+def _image_tensor(x) -> tuple[bool, torch.Tensor]:
+    """``(is_torch, t)``: ``x`` (``(..., H, W)`` array or tensor) as a floating tensor (arrays as float64)."""
+    is_torch = isinstance(x, torch.Tensor)
+    t = x if is_torch else torch.as_tensor(np.asarray(x, dtype=np.float64))
+    if t.ndim < 2:
+        raise ShapeError(f"expected images (..., H, W), got shape {tuple(t.shape)}")
+    if not torch.is_floating_point(t):
+        t = t.to(torch.float32)
+    return is_torch, t
+
+
 def gaussian_blur(x, sigma, *, border: str = "reflect", truncate: float = 4.0):
     """Gaussian blur of the last two axes of ``x`` (``(..., H, W)``, numpy array or torch tensor).
 
@@ -146,12 +157,7 @@ def gaussian_blur(x, sigma, *, border: str = "reflect", truncate: float = 4.0):
     input's type, shape and (floating) dtype; torch results are differentiable in ``x``.
     """
     _check(border, truncate)
-    is_torch = isinstance(x, torch.Tensor)
-    t = x if is_torch else torch.as_tensor(np.asarray(x, dtype=np.float64))
-    if t.ndim < 2:
-        raise ShapeError(f"expected images (..., H, W), got shape {tuple(t.shape)}")
-    if not torch.is_floating_point(t):
-        t = t.to(torch.float32)
+    is_torch, t = _image_tensor(x)
     shape = t.shape
     h, w = shape[-2:]
     flat = t.reshape(-1, h, w)
@@ -176,7 +182,7 @@ def gaussian_blur(x, sigma, *, border: str = "reflect", truncate: float = 4.0):
 # The exact Gaussian: the continuous transfer function applied in Fourier space
 # --------------------------------------------------------------------------------------------
 
-__all__ += ["EXACT_BORDERS", "gaussian_blur_exact"]
+__all__ += ["EXACT_BORDERS", "border_extension", "gaussian_blur_exact"]
 
 EXACT_BORDERS = ("reflect", "periodic")
 _EXACT_CACHE: dict = {}
@@ -197,6 +203,18 @@ def _exact_transfer(h: int, w: int, sigmas: tuple, dtype, device, border: str) -
             _EXACT_CACHE.clear()
         _EXACT_CACHE[key] = tf
     return tf
+
+
+def border_extension(t: torch.Tensor, border: str = "reflect") -> torch.Tensor:
+    """The periodic array whose Fourier multipliers give the ``border`` rule of the exact filters:
+    ``"reflect"`` → the half-sample-symmetric ``[t, fliplr t; flipud t, flip t]`` (..., 2H, 2W);
+    ``"periodic"`` → ``t`` itself.  Crop ``[..., :H, :W]`` after filtering."""
+    if border not in EXACT_BORDERS:
+        raise ParameterError(f"border must be one of {', '.join(EXACT_BORDERS)}, got {border!r}")
+    if border == "periodic":
+        return t
+    top = torch.cat([t, t.flip(-1)], dim=-1)
+    return torch.cat([top, top.flip(-2)], dim=-2)
 
 
 def gaussian_blur_exact(x, sigma, *, border: str = "reflect"):
@@ -220,22 +238,11 @@ def gaussian_blur_exact(x, sigma, *, border: str = "reflect"):
     ``sigma``: pixels, one value (≥ 0) or a sequence of S values, which adds a leading axis of
     size S to the result.  Transfer functions are cached per (H, W, σ, dtype, device, border).
     """
-    if border not in EXACT_BORDERS:
-        raise ParameterError(f"border must be one of {', '.join(EXACT_BORDERS)}, got {border!r}")
-    is_torch = isinstance(x, torch.Tensor)
-    t = x if is_torch else torch.as_tensor(np.asarray(x, dtype=np.float64))
-    if t.ndim < 2:
-        raise ShapeError(f"expected images (..., H, W), got shape {tuple(t.shape)}")
-    if not torch.is_floating_point(t):
-        t = t.to(torch.float32)
+    is_torch, t = _image_tensor(x)
+    ext = border_extension(t, border)
     many = np.ndim(sigma) > 0
     sig = _sigmas(sigma)
     h, w = t.shape[-2:]
-    if border == "reflect":
-        top = torch.cat([t, t.flip(-1)], dim=-1)
-        ext = torch.cat([top, top.flip(-2)], dim=-2)
-    else:
-        ext = t
     spec = torch.fft.rfft2(ext)
     tf = _exact_transfer(h, w, tuple(float(s) for s in sig), t.dtype, t.device, border)
     if many:

@@ -296,7 +296,7 @@ class SiftAblation(Explainer):
             "reconstruction_error_float32": np.array([self._err32(d, inputs[b, 0]) for b, d in enumerate(decs)]),
             "min_cell_mass": np.array([d.min_mass for d in decs]),
             "noise_std": np.array([d.noise_std for d in decs]),
-            "sigma_edges": decs[0].edges,
+            "sigma_edges": np.tile(decs[0].edges, (B, 1)),            # (B, M+1): the same grid per image
             "too_few_keypoints": np.array([d.too_few_keypoints for d in decs]),
             "score_is_probability": np.full(B, classes is not None),
             "score_at_input": f_end[:, 0], "score_at_baseline": f_end[:, 1],

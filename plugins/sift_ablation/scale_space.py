@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from cryoxplain.errors import ParameterError
-from cryoxplain.imaging.filters import gaussian_blur_exact
+from cryoxplain.imaging.filters import border_extension, gaussian_blur_exact
 
 __all__ = ["sigma_edges", "representative_sigmas", "bands", "band_noise_norms", "detection_stack", "laplacian_band"]
 
@@ -82,11 +82,7 @@ def laplacian_band(x, sigma: float, border: str = "reflect") -> torch.Tensor:
     the reference for the Lemma-9 test (§11.1.5)."""
     t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x, dtype=np.float64))
     h, w = t.shape[-2:]
-    if border == "reflect":
-        top = torch.cat([t, t.flip(-1)], dim=-1)
-        ext = torch.cat([top, top.flip(-2)], dim=-2)
-    else:
-        ext = t
+    ext = border_extension(t, border)
     hh, ww = ext.shape[-2:]
     ky = 2 * np.pi * np.fft.fftfreq(hh)
     kx = 2 * np.pi * np.fft.rfftfreq(ww)
