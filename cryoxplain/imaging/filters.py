@@ -155,6 +155,17 @@ def _blur_axis(x: torch.Tensor, kern: torch.Tensor, axis: int, border: str) -> t
     return y.reshape(m, w, n).transpose(1, 2)
 
 
+def _image_tensor(x) -> tuple[bool, torch.Tensor]:
+    """``(is_torch, t)``: ``x`` (``(..., H, W)`` array or tensor) as a floating tensor (arrays as float64)."""
+    is_torch = isinstance(x, torch.Tensor)
+    t = x if is_torch else torch.as_tensor(np.asarray(x, dtype=np.float64))
+    if t.ndim < 2:
+        raise ShapeError(f"expected images (..., H, W), got shape {tuple(t.shape)}")
+    if not torch.is_floating_point(t):
+        t = t.to(torch.float32)
+    return is_torch, t
+
+
 def gaussian_blur(x, sigma, *, border: str = "reflect", truncate: float = 4.0):
     """Gaussian blur of the last two axes of ``x`` (``(..., H, W)``, numpy array or torch tensor).
 
@@ -162,12 +173,7 @@ def gaussian_blur(x, sigma, *, border: str = "reflect", truncate: float = 4.0):
     input's type, shape and (floating) dtype; torch results are differentiable in ``x``.
     """
     _check(border, truncate)
-    is_torch = isinstance(x, torch.Tensor)
-    t = x if is_torch else torch.as_tensor(np.asarray(x, dtype=np.float64))
-    if t.ndim < 2:
-        raise ShapeError(f"expected images (..., H, W), got shape {tuple(t.shape)}")
-    if not torch.is_floating_point(t):
-        t = t.to(torch.float32)
+    is_torch, t = _image_tensor(x)
     shape = t.shape
     h, w = shape[-2:]
     flat = t.reshape(-1, h, w)
@@ -184,5 +190,84 @@ def gaussian_blur(x, sigma, *, border: str = "reflect", truncate: float = 4.0):
     out = out.reshape(shape)
     if is_torch:
         return out if out is not x else out.clone()
+    src = np.asarray(x).dtype
+    return out.numpy().astype(src if np.issubdtype(src, np.floating) else np.float64)
+
+
+# --------------------------------------------------------------------------------------------
+# The exact Gaussian: the continuous transfer function applied in Fourier space
+# --------------------------------------------------------------------------------------------
+
+__all__ += ["EXACT_BORDERS", "border_extension", "gaussian_blur_exact"]
+
+EXACT_BORDERS = ("reflect", "periodic")
+_EXACT_CACHE: dict = {}
+
+
+def _exact_transfer(h: int, w: int, sigmas: tuple, dtype, device, border: str) -> torch.Tensor:
+    """``exp(−σ²‖k‖²/2)`` on the rfft2 grid of the (extended) image, ``(S, H', W'//2+1)``."""
+    key = (h, w, sigmas, dtype, str(device), border)
+    tf = _EXACT_CACHE.get(key)
+    if tf is None:
+        hh, ww = (2 * h, 2 * w) if border == "reflect" else (h, w)
+        ky = 2 * np.pi * np.fft.fftfreq(hh)
+        kx = 2 * np.pi * np.fft.rfftfreq(ww)
+        k2 = ky[:, None] ** 2 + kx[None, :] ** 2
+        s = np.asarray(sigmas, dtype=np.float64)[:, None, None]
+        tf = torch.as_tensor(np.exp(-0.5 * s ** 2 * k2[None]), dtype=dtype, device=device)
+        if len(_EXACT_CACHE) > 256:
+            _EXACT_CACHE.clear()
+        _EXACT_CACHE[key] = tf
+    return tf
+
+
+def border_extension(t: torch.Tensor, border: str = "reflect") -> torch.Tensor:
+    """The periodic array whose Fourier multipliers give the ``border`` rule of the exact filters:
+    ``"reflect"`` → the half-sample-symmetric ``[t, fliplr t; flipud t, flip t]`` (..., 2H, 2W);
+    ``"periodic"`` → ``t`` itself.  Crop ``[..., :H, :W]`` after filtering."""
+    if border not in EXACT_BORDERS:
+        raise ParameterError(f"border must be one of {', '.join(EXACT_BORDERS)}, got {border!r}")
+    if border == "periodic":
+        return t
+    top = torch.cat([t, t.flip(-1)], dim=-1)
+    return torch.cat([top, top.flip(-2)], dim=-2)
+
+
+def gaussian_blur_exact(x, sigma, *, border: str = "reflect"):
+    """Gaussian blur of the last two axes by the *exact* transfer function ``exp(−σ²‖k‖²/2)``.
+
+    A different discrete Gaussian from :func:`gaussian_blur` (whose kernel is sampled and
+    truncated): the continuous Gaussian's Fourier multiplier (unit integral, gain 1 at k = 0) is
+    applied to the rfft2 of the image's border extension, ``k = 2π·fftfreq`` in rad/px, so the
+    filter has no truncation at any σ, is isotropic, forms an exact semigroup
+    (``G_a G_b = G_√(a²+b²)``) and preserves constants exactly.  Used by the SIFT scale space.
+
+    ``border``:
+
+    * ``"reflect"`` (default) — half-sample-symmetric extension ``[x, fliplr x; flipud x, flip x]``
+      (2H × 2W), i.e. Neumann / DCT-II boundary conditions, as scipy's ``reflect``; commutes
+      exactly with the flips and (square boxes) quarter turns about ``((H−1)/2, (W−1)/2)``;
+    * ``"periodic"`` — the image is one period; commutes exactly with every symmetry of
+      :mod:`cryoxplain.geometry.rotate` (centre ``N//2``) and with integer circular shifts.
+
+    ``x``: ``(..., H, W)`` numpy array or torch tensor (differentiable; float64 recommended);
+    ``sigma``: pixels, one value (≥ 0) or a sequence of S values, which adds a leading axis of
+    size S to the result.  Transfer functions are cached per (H, W, σ, dtype, device, border).
+    """
+    is_torch, t = _image_tensor(x)
+    ext = border_extension(t, border)
+    many = np.ndim(sigma) > 0
+    sig = _sigmas(sigma)
+    h, w = t.shape[-2:]
+    spec = torch.fft.rfft2(ext)
+    tf = _exact_transfer(h, w, tuple(float(s) for s in sig), t.dtype, t.device, border)
+    if many:
+        spec = spec.unsqueeze(0)
+        tf = tf.view((tf.shape[0],) + (1,) * (t.ndim - 2) + tf.shape[1:])
+    else:
+        tf = tf[0]
+    out = torch.fft.irfft2(spec * tf, s=ext.shape[-2:])[..., :h, :w]
+    if is_torch:
+        return out
     src = np.asarray(x).dtype
     return out.numpy().astype(src if np.issubdtype(src, np.floating) else np.float64)
