@@ -96,16 +96,9 @@ def _np(a) -> np.ndarray:
 
 
 def _maps(maps, name: str = "maps") -> np.ndarray:
-    m = _np(maps).astype(np.float64)
-    if m.ndim == 4 and m.shape[1] == 1:
-        m = m[:, 0]
-    if m.ndim == 2:
-        m = m[None]
-    if m.ndim != 3:
-        raise ShapeError(f"{name} must be (B, H, W), got shape {m.shape}")
-    if not np.isfinite(m).all():
-        raise ParameterError(f"{name} contain NaN or infinite values")
-    return m
+    from ..imaging.batch import as_image_stack
+
+    return as_image_stack(_np(maps), name=name, dtype=np.float64)
 
 
 def _gt(gt, like: np.ndarray, name: str = "gt") -> np.ndarray:
