@@ -75,7 +75,9 @@ def test_quadratic_function_gauss_legendre_exact():
     assert torch.allclose(r.attribution, x ** 2 - b ** 2)
 
 
-def test_internal_batch_size_does_not_change_result_and_bounds_chunks():
+def _recording_classifier():
+    """A small CNN, a per-image class target, three 8×8 float64 images and an explained function that
+    records the number of path points in each pass (``seen``)."""
     model = _cnn()
     x = torch.randn(3, 1, 8, 8, dtype=torch.float64)
     tgt = _PerImageClass(torch.tensor([0, 2, 1]))
@@ -84,6 +86,12 @@ def test_internal_batch_size_does_not_change_result_and_bounds_chunks():
     def f(pts, idx):
         seen.append(pts.shape[0])
         return explained_function(model, tgt)(pts, idx)
+
+    return model, tgt, x, f, seen
+
+
+def test_internal_batch_size_does_not_change_result_and_bounds_chunks():
+    model, tgt, x, f, seen = _recording_classifier()
 
     path = StraightLinePath(x, torch.zeros_like(x))
     a, w = quadrature(7, "gauss_legendre")
@@ -160,14 +168,7 @@ def test_cpu_passes_are_capped_by_pixels_not_by_the_result(monkeypatch):
     assert paths.pass_size(64, 10, (1, 1, 8, 8), "cpu") == 10
     assert paths.pass_size(None, 30, (1, 1, 8, 8), "cpu") == 30
     assert paths.pass_size(64, 1000, (1, 1, 64, 64), "meta") == 64  # not CPU: internal_batch_size as given
-    model = _cnn()
-    x = torch.randn(3, 1, 8, 8, dtype=torch.float64)
-    tgt = _PerImageClass(torch.tensor([0, 2, 1]))
-    seen = []
-
-    def f(pts, idx):
-        seen.append(pts.shape[0])
-        return explained_function(model, tgt)(pts, idx)
+    model, tgt, x, f, seen = _recording_classifier()
 
     a, w = quadrature(7, "gauss_legendre")
     full = integrate_path(f, StraightLinePath(x, torch.zeros_like(x)), 3, a, w, dtype=torch.float64)
