@@ -53,6 +53,7 @@ high-quality rotation of images", IEEE TIP 4(10), 1995; K. G. Larkin, M. A. Oldf
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Union
 
@@ -73,8 +74,10 @@ def _check_image_dims(x: Array) -> None:
         raise ShapeError(f"expected images with at least 2 dimensions (..., H, W), got shape {tuple(x.shape)}")
 
 
+@functools.lru_cache(maxsize=64)
 def _quarter_turn_index(h: int, w: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Source row/column ``(H', W')`` of every output pixel of a ``k``-quarter turn about the centre."""
+    """Source row/column ``(H', W')`` of every output pixel of a ``k``-quarter turn about the centre
+    (cached per box and k: training augmentation and the metrics turn many batches of one size)."""
     ho, wo = (h, w) if k % 2 == 0 else (w, h)
     dy = np.arange(ho)[:, None] - ho // 2  # output offsets from the output centre
     dx = np.arange(wo)[None, :] - wo // 2
@@ -87,7 +90,7 @@ def _quarter_turn_index(h: int, w: int, k: int) -> tuple[np.ndarray, np.ndarray]
         sx, sy = -dy, dx
     sy = np.broadcast_to(sy, (ho, wo))
     sx = np.broadcast_to(sx, (ho, wo))
-    return np.mod(sy + h // 2, h), np.mod(sx + w // 2, w)
+    return np.mod(sy + h // 2, h), np.mod(sx + w // 2, w)  # shared (cached): callers only index with them
 
 
 def rot90(x: Array, k: int = 1) -> Array:
