@@ -58,7 +58,7 @@ from cryoxplain.explain.base import Explainer, Param, batched_gradients
 from cryoxplain.explain.extras import spectrum_extras
 from cryoxplain.explain.faithfulness import deletion_insertion
 from cryoxplain.explain.paths import RULES, integrated_gradients
-from cryoxplain.explain.sampling import noise_std, smoothgrad_moments
+from cryoxplain.explain.sampling import NOISE_REFERENCES, noise_std, smoothgrad_moments
 from cryoxplain.explain.spectrum import attribution_spectrum, lowpass_filter
 
 BASES = ("gradient", "grad_input", "integrated_gradients", "smoothgrad", "vargrad")
@@ -135,7 +135,10 @@ class LowpassGradient(Explainer):
         Param("steps", int, 50, "integrated_gradients: quadrature points", min=1),
         Param("rule", str, "gauss_legendre", "integrated_gradients: quadrature rule", choices=RULES),
         Param("n_samples", int, 50, "smoothgrad/vargrad: noise samples", min=1),
-        Param("noise_level", float, 0.2, "smoothgrad/vargrad: noise std relative to each image's max − min", min=0.0),
+        Param("noise_level", float, 0.2, "smoothgrad/vargrad: noise std relative to each image's max − min "
+              "(or std, noise_reference=std)", min=0.0),
+        Param("noise_reference", str, "range", "smoothgrad/vargrad: noise_level relative to range (Xplique) or std",
+              choices=NOISE_REFERENCES),
         Param("seed", int, 0, "noise seed (smoothgrad/vargrad)"),
         Param("internal_batch_size", int, 64, "images per forward/backward pass", min=1),
     )
@@ -159,7 +162,7 @@ class LowpassGradient(Explainer):
         if self.base == "integrated_gradients":
             return integrated_gradients(f, x, torch.zeros_like(x), self.steps, self.rule,
                                         self.internal_batch_size).attribution[:, 0]
-        m1, m2 = smoothgrad_moments(f, x, noise_std(x, self.noise_level), generators, self.n_samples,
+        m1, m2 = smoothgrad_moments(f, x, noise_std(x, self.noise_level, self.noise_reference), generators, self.n_samples,
                                     self.internal_batch_size, squares=self.base == "vargrad")
         if self.base == "smoothgrad":
             return m1[:, 0].to(x.dtype)

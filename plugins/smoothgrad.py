@@ -11,7 +11,7 @@ The gradient averaged over ``n`` noisy copies of the input:
 
 with ``σ = noise_level · (max x − min x)`` per image, the paper's noise level relative to the
 input range (it recommends 10–20 %).  Defaults: ``n_samples=25``, ``noise_level=0.15`` (PAIR
-saliency's ``nsamples`` and ``stdev_spread``), ``squared=false``, ``seed=0``,
+saliency's ``nsamples`` and ``stdev_spread``), ``noise_reference=range``, ``squared=false``, ``seed=0``,
 ``internal_batch_size=64`` noisy images per forward/backward pass.
 
 The target is bound to the clean input first (``predicted`` means the class predicted for ``x``,
@@ -20,13 +20,17 @@ own generator seeded with ``image_seed(seed, i)``, so results are reproducible a
 on the batch size or on ``internal_batch_size``.  SG keeps the gradient's sign convention; SG²
 is non-negative.  The computation is :func:`cryoxplain.explain.sampling.smoothgrad_moments`.
 
+On noisy particles the range is set by the pixel noise, so 15 % of it is about the particle's own
+noise σ; ``noise_reference=std`` makes σ = ``noise_level`` × the image's std instead (see
+docs/methods-gradients.md for what this changes on the shipped denoiser).
+
 ``extras``: ``noise_std`` (B,), the σ of each image's noise.  ``samples`` is the deprecated name
 of ``n_samples``.
 """
 from __future__ import annotations
 
 from cryoxplain.explain.base import Explainer, Param
-from cryoxplain.explain.sampling import noise_std, smoothgrad_moments
+from cryoxplain.explain.sampling import NOISE_REFERENCES, noise_std, smoothgrad_moments
 
 
 class SmoothGrad(Explainer):
@@ -36,7 +40,10 @@ class SmoothGrad(Explainer):
     reference = "Smilkov et al., SmoothGrad: removing noise by adding noise, ICML-W 2017, arXiv:1706.03825"
     params = (
         Param("n_samples", int, 25, "number of noisy copies n", min=1),
-        Param("noise_level", float, 0.15, "noise σ as a fraction of each image's intensity range (max − min)", min=0.0),
+        Param("noise_level", float, 0.15, "noise σ as a fraction of each image's intensity range (max − min), "
+              "or of its std with noise_reference=std", min=0.0),
+        Param("noise_reference", str, "range", "what noise_level is relative to: range (paper) or std",
+              choices=NOISE_REFERENCES),
         Param("squared", bool, False, "average squared gradients (SmoothGrad², Hooker et al. 2019)"),
         Param("seed", int, 0, "random seed of the noise (per image: image_seed(seed, index))"),
         Param("internal_batch_size", int, 64, "noisy images per forward/backward pass (bounds memory)", min=1),
@@ -44,7 +51,7 @@ class SmoothGrad(Explainer):
     renamed = {"samples": "n_samples"}
 
     def _attribute(self, f, inputs, ctx):
-        sigma = noise_std(inputs, self.noise_level)  # (B,)
+        sigma = noise_std(inputs, self.noise_level, self.noise_reference)  # (B,)
         m1, m2 = smoothgrad_moments(f, inputs, sigma, ctx.generators(inputs), self.n_samples,
                                     self.internal_batch_size, squares=self.squared)
         return (m2 if self.squared else m1).to(inputs.dtype), {"noise_std": sigma}

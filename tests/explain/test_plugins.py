@@ -93,3 +93,27 @@ def test_broken_plugin_is_listed_with_its_error(tmp_path, monkeypatch):
     with pytest.raises(PluginError, match="failed to load"):
         get_explainer("broken_thing")
     sys.modules.pop("cx_wrong_plugin", None)
+
+
+def test_noise_std_references():
+    """SmoothGrad's σ per image: noise_level × range (paper) or × std; anything else is refused."""
+    from cryoxplain.errors import ParameterError
+    from cryoxplain.explain.sampling import noise_std
+
+    x = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    rng = x.amax(dim=(1, 2, 3)) - x.amin(dim=(1, 2, 3))
+    torch.testing.assert_close(noise_std(x, 0.2), 0.2 * rng)
+    torch.testing.assert_close(noise_std(x, 0.2, "std"), 0.2 * x.reshape(3, -1).std(dim=1))
+    with pytest.raises(ParameterError, match="noise_reference"):
+        noise_std(x, 0.2, "max")
+
+
+def test_smoothgrad_noise_reference_param():
+    """noise_reference=std reaches the noise: extras report σ = level × image std."""
+    from cryoxplain.testing.toys import toy_denoiser
+
+    model = toy_denoiser()
+    x = torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    a = create_explainer("smoothgrad", n_samples=2, noise_level=0.1, noise_reference="std").attribute(
+        model, x, PixelOutput(8, 8))
+    torch.testing.assert_close(torch.as_tensor(a.extras["noise_std"]).float(), 0.1 * x.reshape(2, -1).std(dim=1))
