@@ -29,6 +29,7 @@ import torch
 
 from ..errors import ParameterError, ShapeError
 from ..imaging.augment import AUGMENTATIONS, random_symmetry
+from ..imaging.masks import disc_mask
 from ..imaging.normalize import NORMALIZATION, denormalize, normalize
 from ..training import (Callback, Task, TrainConfig, checkpoint_path_for, data_checksum, fit,
                         history_path_for, load_checkpoint, prepare_outputs, read_history, seeded_model)
@@ -68,19 +69,25 @@ class DenoiseTask(Task):
 
     ``x_tr, y_tr`` (N, 1, H, W) normalised training inputs and targets; ``x_val, y_val`` the
     validation pairs with their input statistics ``mu_val, sd_val``; ``clean_val`` the clean
-    validation images (input units, (M, H, W)) or None.
+    validation images (input units, (M, H, W)) or None.  ``valid_radius`` (pixels, or None): the
+    model's output is a prediction only inside this disc about the box centre (the spiral CNN's
+    mask, :func:`cryoxplain.models.protocol.model_valid_radius`); then the loss, the validation
+    loss and the validation SNR/PSNR are taken on that disc only, not on the box.  (With Adam the
+    loss's constant rescaling does not change the steps.)
     """
 
     name = "train denoiser"
     min_batch = 2  # batch norm needs ≥ 2 samples
 
     def __init__(self, x_tr, y_tr, x_val, y_val, mu_val, sd_val, clean_val, *, augment: str = "none",
-                 crop: int | None = None, eval_batch: int = 64):
+                 crop: int | None = None, eval_batch: int = 64, valid_radius: float | None = None):
         self.x_tr, self.y_tr, self.x_val, self.y_val = x_tr, y_tr, x_val, y_val
         self.mu_val, self.sd_val = mu_val, sd_val
         self.clean_val = None if clean_val is None else np.asarray(clean_val, np.float64)
         self.clean_val_n = None if clean_val is None else (torch.from_numpy(np.asarray(clean_val, np.float32))[:, None] - mu_val) / sd_val
         self.augment, self.crop, self.eval_batch = augment, crop, int(eval_batch)
+        self.valid = None if valid_radius is None else disc_mask(x_tr.shape[-2:], valid_radius) > 0
+        self.valid_t = None if self.valid is None else torch.from_numpy(self.valid)
 
     def n_train(self) -> int:
         return len(self.x_tr)
@@ -93,7 +100,10 @@ class DenoiseTask(Task):
 
     def loss(self, model, batch, device):
         xb, yb = batch[0].to(device), batch[1].to(device)
-        return torch.nn.functional.mse_loss(model(xb), yb), len(xb), {}
+        if self.valid_t is None:
+            return torch.nn.functional.mse_loss(model(xb), yb), len(xb), {}
+        m = self.valid_t.to(device)
+        return torch.nn.functional.mse_loss(model(xb)[..., m], yb[..., m]), len(xb), {}
 
     def evaluate(self, model, device) -> dict:
         """Validation loss (normalised units, vs the training target) and SNR/PSNR vs clean (input units)."""
@@ -104,11 +114,15 @@ class DenoiseTask(Task):
         if len(x) == 0:
             return nan
         sq, n = 0.0, 0
-        metrics = DenoiseMetrics(x.shape[-2:], mask="disc", frc_mask="none") if self.clean_val is not None else None
+        mask = "disc" if self.valid is None else self.valid
+        metrics = DenoiseMetrics(x.shape[-2:], mask=mask, frc_mask="none") if self.clean_val is not None else None
         for s in range(0, len(x), bs):
             out = model(x[s:s + bs].to(device)).cpu()
-            sq += float(((out - y[s:s + bs]) ** 2).sum())
-            n += out.numel()
+            d = out - y[s:s + bs]
+            if self.valid_t is not None:
+                d = d[..., self.valid_t]
+            sq += float((d ** 2).sum())
+            n += d.numel()
             if metrics is not None:
                 est = denormalize(out, self.mu_val[s:s + bs], self.sd_val[s:s + bs])[:, 0].double().numpy()
                 metrics.update(self.clean_val[s:s + bs], est)
@@ -227,8 +241,11 @@ def train_denoiser(noisy=None, clean=None, noisy2=None, *, arch: str = "cartesia
     else:
         x_tr, y_tr, _, _ = prep(x_np[tr_idx], c_np[tr_idx])
         x_val, y_val, mu_val, sd_val = prep(x_np[val_idx], c_np[val_idx])
+    from ..models.protocol import model_valid_radius
+
     task = DenoiseTask(x_tr, y_tr, x_val, y_val, mu_val, sd_val, None if c_np is None else c_np[val_idx],
-                       augment=cfg.augment, crop=cfg.crop, eval_batch=max(cfg.batch_size, 64))
+                       augment=cfg.augment, crop=cfg.crop, eval_batch=max(cfg.batch_size, 64),
+                       valid_radius=None if cfg.crop is not None else model_valid_radius(model))
     run_settings = {"task": "denoise", "arch": arch, "config": arch_config, "n_images": n_img, "n_val": n_val,
                     "data_sha1": data_checksum(x_np, c_np, n2_np),
                     "mode": "noise2noise" if noisy2 is not None else "supervised"}

@@ -184,3 +184,56 @@ def test_cli_train_rejects_classifier_arch_and_bad_config(tmp_path):
         r = CliRunner().invoke(cli, base + extra)
         assert r.exit_code == 2, (extra, r.output)
     assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_loss_and_validation_on_the_models_valid_disc():
+    """A model that predicts only inside a disc (valid_radius, the spiral's mask) is scored there:
+    what it outputs outside changes neither the loss nor the validation numbers (issue 14 item 2)."""
+    n, box = 6, 17
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 1, box, box, generator=g)
+    y = torch.randn(n, 1, box, box, generator=g)
+    clean = torch.randn(n, box, box, generator=g).numpy()
+    mu, sd = torch.zeros(n, 1, 1, 1), torch.ones(n, 1, 1, 1)
+    task = DenoiseTask(x, y, x, y, mu, sd, clean, valid_radius=5.0)
+    inside = torch.from_numpy(task.valid)
+
+    class Outside(torch.nn.Module):
+        def __init__(self, value):
+            super().__init__()
+            self.value = value
+
+        def forward(self, z):
+            return torch.where(inside, z, torch.full_like(z, self.value))
+
+    a, b = Outside(0.0), Outside(1e3)
+    la, lb = task.loss(a, (x, y), "cpu")[0], task.loss(b, (x, y), "cpu")[0]
+    assert float(la) == pytest.approx(float(((x - y)[..., inside] ** 2).mean()))
+    assert float(la) == float(lb)
+    ea, eb = task.evaluate(a, "cpu"), task.evaluate(b, "cpu")
+    assert ea == eb
+    box_task = DenoiseTask(x, y, x, y, mu, sd, clean)  # no valid disc: the box disc, outside counts
+    assert box_task.evaluate(b, "cpu")["val_loss"] > 10 * ea["val_loss"]
+
+
+def test_spiral_training_uses_its_mask(monkeypatch):
+    """train_denoiser hands the spiral's valid radius to the task; cartesian models keep the box."""
+    import cryoxplain.denoise.train as dt
+    from cryoxplain.models.protocol import model_valid_radius
+
+    seen = []
+
+    class Recording(dt.DenoiseTask):
+        def __init__(self, *a, **kw):
+            seen.append(kw.get("valid_radius"))
+            super().__init__(*a, **kw)
+
+    monkeypatch.setattr(dt, "DenoiseTask", Recording)
+    noisy, clean = blobs(12, 17, seed=3)
+    res = train_denoiser(noisy, clean, arch="spiral", arch_config=dict(box_size=17, depth=2, width=4), epochs=1,
+                         batch_size=4, seed=0)
+    r = model_valid_radius(res.model)
+    assert r is not None and r < 17 / 2 and seen == [r]
+    assert np.isfinite(res.history["val_snr_out_db"][-1])
+    train_denoiser(noisy, clean, epochs=1, batch_size=4, seed=0, config=None, arch_config={"depth": 2, "width": 4})
+    assert seen[-1] is None
