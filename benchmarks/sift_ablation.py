@@ -7,6 +7,11 @@ evaluation is small, so the comparison is dominated by the methods' own overhead
 for the SIFT plugin; a real classifier makes the evaluations dominate both).
 
     OMP_NUM_THREADS=2 python benchmarks/sift_ablation.py [--size 128] [--snr 0.25]
+    OMP_NUM_THREADS=2 python benchmarks/sift_ablation.py --pyramid-sizes 64,128,256
+
+``--pyramid-sizes`` prints instead the resolution-pyramid table (spec §4.4/§10): for each box size,
+``pyramid=none`` vs ``thesis`` without and with ``pyramid_fix``: K, the elements stored per level
+(MiB float32), the relative reconstruction error max|D(1) − x|/max|x| and the build time.
 """
 from __future__ import annotations
 
@@ -25,13 +30,35 @@ from cryoxplain_plugins.sift_ablation import SiftAblation
 from cryoxplain_plugins.sift_ablation.decomposition import BasisConfig, build_decoder
 
 
+def pyramid_table(sizes, snr: float) -> None:
+    """Memory and reconstruction error of the thesis pyramid (Table 4.1) vs one exact level."""
+    print(f"| box | pyramid | fix | K | stored (MiB, float32) | max|D(1) − x|/max|x| | build (s) |")
+    print("|---|---|---|---|---|---|---|")
+    for n in sizes:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            x = np.asarray(simulate_particles(phantom(n, seed=0), 1, snr=snr, seed=1).noisy[0], np.float64).squeeze()
+        for pyr, fix in (("none", True), ("thesis", False), ("thesis", True)):
+            t = time.perf_counter()
+            d = build_decoder(x, BasisConfig(pyramid=pyr, pyramid_fix=fix))
+            dt = time.perf_counter() - t
+            mib = sum(d.extra["level_elements"].values()) * 4 / 2**20
+            levels = "+".join(f"{v * 4 / 2**20:.2f}" for _, v in sorted(d.extra["level_elements"].items()))
+            print(f"| {n} | {pyr} | {'yes' if fix and pyr != 'none' else '–'} | {d.n_features} | {mib:.2f} ({levels}) "
+                  f"| {d.reconstruction_error:.1e} | {dt:.2f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--snr", type=float, default=0.25)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--pyramid-sizes", default="", help="comma-separated box sizes: print the pyramid table")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    if a.pyramid_sizes:
+        pyramid_table([int(v) for v in a.pyramid_sizes.split(",")], a.snr)
+        return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         x = np.asarray(simulate_particles(phantom(a.size, seed=0), 1, snr=a.snr, seed=1).noisy[0], np.float32).squeeze()

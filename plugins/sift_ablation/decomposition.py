@@ -22,7 +22,31 @@ from cryoxplain.imaging.filters import gaussian_blur_exact
 from .keypoints import DetectConfig, ablatable_bands, detect_keypoints, estimate_noise_std
 from .scale_space import bands, representative_sigmas, sigma_edges
 
-__all__ = ["BasisConfig", "SiftDecoder", "build_decoder", "decode_batch", "pad_decoders"]
+__all__ = ["BasisConfig", "PYRAMIDS", "SiftDecoder", "build_decoder", "decode_batch", "level_factor", "pad_decoders"]
+
+#: resolution schemes of the feature cells: one full-resolution level, or the thesis's Table 4.1
+PYRAMIDS = ("none", "thesis")
+#: Table 4.1 (reconstructed, spec §4.4): lower band edge < 4.5 px → full resolution, < 9 px → half, else quarter
+PYRAMID_BOUNDARIES = (4.5, 9.0)
+
+
+def level_factor(lower_edge: float, pyramid: str = "thesis") -> int:
+    """Down-sampling factor f_l ∈ {1, 2, 4} of a band by its lower σ edge (spec §4.4)."""
+    if pyramid == "none":
+        return 1
+    a, b = PYRAMID_BOUNDARIES
+    return 1 if lower_edge < a else (2 if lower_edge < b else 4)
+
+
+def _resize(a: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of ``(..., h, w)`` to ``size`` (``align_corners=False``, no antialias: the
+    thesis's "standard resizing routine", spec §4.4)."""
+    if tuple(a.shape[-2:]) == tuple(size):
+        return a
+    lead = a.shape[:-2]
+    out = torch.nn.functional.interpolate(a.reshape(-1, 1, *a.shape[-2:]), size=size, mode="bilinear",
+                                          align_corners=False, antialias=False)
+    return out.reshape(*lead, *size)
 
 
 @dataclass(frozen=True)
@@ -45,6 +69,8 @@ class BasisConfig:
     mass_guard: float = 1e-3
     border: str = "reflect"           # reflect (Neumann, spec default) | periodic
     chunk: int = 64                   # cells smoothed per FFT batch
+    pyramid: str = "none"             # none (exact, one level) | thesis (Table 4.1 levels, §4.4)
+    pyramid_fix: bool = True          # thesis pyramid: put x − D(1) back into the full-resolution level
 
     def __post_init__(self):
         if self.cells not in ("smooth", "hard"):
@@ -57,6 +83,8 @@ class BasisConfig:
             raise ParameterError(f"eta must be > 0, got {self.eta}")
         if 0 < self.keep_above <= self.keep_below:
             raise ParameterError(f"keep_above ({self.keep_above}) must be 0 (off) or > keep_below ({self.keep_below})")
+        if self.pyramid not in PYRAMIDS:
+            raise ParameterError(f"pyramid must be one of {', '.join(PYRAMIDS)}, got {self.pyramid!r}")
 
     def detect_config(self) -> DetectConfig:
         return DetectConfig(contrast=self.contrast, contrast_floor=self.contrast_floor, edge_ratio=self.edge_ratio,
@@ -105,10 +133,18 @@ class SiftDecoder:
                            self.reconstruction_error, self.too_few_keypoints, dict(self.extra))
 
 
-def _labels(H: int, W: int, sigma_bar: float, kp: torch.Tensor, eta: float, torus: bool) -> torch.Tensor:
-    """Nearest keypoint (d_η) of every pixel voxel of a band at σ̄; ``(H, W)`` long, ties → lowest index."""
+def _labels(H: int, W: int, sigma_bar: float, kp: torch.Tensor, eta: float, torus: bool,
+            grid: tuple[int, int] | None = None) -> torch.Tensor:
+    """Nearest keypoint (d_η) of every pixel voxel of a band at σ̄; ``(h, w)`` long, ties → lowest index.
+
+    ``grid = (h, w)``: the voxels of a down-sampled level, whose centres lie at
+    ``x_full = (x_low + 0.5)·W/w − 0.5`` (spec §4.4, the mapping of a bilinear resize); distances
+    stay in full-resolution pixels.  Default: the full grid."""
     dt = kp.dtype
-    yy, xx = torch.meshgrid(torch.arange(H, dtype=dt), torch.arange(W, dtype=dt), indexing="ij")
+    h, w = (H, W) if grid is None else grid
+    ys = (torch.arange(h, dtype=dt) + 0.5) * (H / h) - 0.5
+    xs = (torch.arange(w, dtype=dt) + 0.5) * (W / w) - 0.5
+    yy, xx = torch.meshgrid(ys, xs, indexing="ij")
     dx = xx.reshape(-1, 1) - kp[None, :, 0]
     dy = yy.reshape(-1, 1) - kp[None, :, 1]
     if torus:
@@ -116,7 +152,7 @@ def _labels(H: int, W: int, sigma_bar: float, kp: torch.Tensor, eta: float, toru
         dy = torch.remainder(dy + H / 2, H) - H / 2
     ds = eta * (sigma_bar - kp[None, :, 2])
     d2 = dx * dx + dy * dy + ds * ds
-    return d2.argmin(dim=1).reshape(H, W)
+    return d2.argmin(dim=1).reshape(h, w)
 
 
 def build_decoder(x, cfg: BasisConfig = BasisConfig(), keypoints: np.ndarray | None = None) -> SiftDecoder:
@@ -160,6 +196,7 @@ def build_decoder(x, cfg: BasisConfig = BasisConfig(), keypoints: np.ndarray | N
         F = torch.ones(1, H, W, dtype=torch.float64)
         too_few = True
         nnz = int((Z != 0).sum())
+        level_elements = {1: int(Z.numel())}
     else:
         too_few = False
         Z = torch.zeros(K, H, W, dtype=torch.float64)
@@ -168,15 +205,20 @@ def build_decoder(x, cfg: BasisConfig = BasisConfig(), keypoints: np.ndarray | N
         wlog = np.log(np.concatenate([edges[1:], [np.inf]]) / np.where(edges > 0, edges, np.nan))
         wlog[0] = wlog[-1] = math.log(2.0) / cfg.octave_steps          # open bands: one grid step
         wsum = 0.0
+        levels = {}  # factor -> (Z level (K, h, w), F level (K, h, w))
+        last_full = None  # normalised cells of the last full-resolution band (pyramid_fix)
         for l in abl_idx:
-            lab = _labels(H, W, float(sbar[l]), kpt, cfg.eta, cfg.border == "periodic")
+            f = level_factor(float(edges[l]), cfg.pyramid)
+            size = (max(1, H // f), max(1, W // f))
+            Tl = _resize(T[l], size)
+            lab = _labels(H, W, float(sbar[l]), kpt, cfg.eta, cfg.border == "periodic", grid=size)
             cells = torch.unique(lab)
             parts = []
             for s in range(0, cells.numel(), cfg.chunk):
                 ch = cells[s:s + cfg.chunk]
                 Y = (lab[None] == ch[:, None, None]).to(torch.float64)
                 if cfg.cells == "smooth":
-                    Y = gaussian_blur_exact(Y, float(sbar[l]), border=cfg.border)
+                    Y = gaussian_blur_exact(Y, float(sbar[l]) / f, border=cfg.border)
                     if cfg.sparsity > 0:
                         Y = torch.where(Y > cfg.sparsity, (Y - cfg.sparsity) / (1 - cfg.sparsity), torch.zeros_like(Y))
                     else:
@@ -186,17 +228,42 @@ def build_decoder(x, cfg: BasisConfig = BasisConfig(), keypoints: np.ndarray | N
             m = Ys.sum(0)
             min_mass = min(min_mass, float(m.min()))
             Yn = Ys / m.clamp_min(cfg.mass_guard)
-            Z[cells] += Yn * T[l]
-            F[cells] += float(wlog[l]) * Yn
+            if f not in levels:
+                levels[f] = (torch.zeros(K, *size, dtype=torch.float64), torch.zeros(K, *size, dtype=torch.float64))
+            Zf, Ff = levels[f]
+            Zf[cells] += Yn * Tl
+            Ff[cells] += float(wlog[l]) * Yn
             wsum += float(wlog[l])
+            if f == 1:
+                last_full = (cells, Yn)
+        for f, (Zf, Ff) in levels.items():  # D(g) = Σ_ρ up_ρ(Z̄^ρ·g) = (Σ_ρ up_ρ Z̄^ρ)·g (Eq. 4.41)
+            Z += _resize(Zf, (H, W))
+            F += _resize(Ff, (H, W))
         F /= wsum
+        level_elements = {int(f): int(Zf.numel()) for f, (Zf, _) in levels.items()}
+        if cfg.pyramid != "none" and cfg.pyramid_fix:
+            # put the resampling loss E = x − D(1) back, weighted by the cells of the last
+            # full-resolution band (or the finest ablatable band, up-sampled, if none is full-res)
+            E = xt - c - Z.sum(0)
+            if last_full is None:
+                l0 = int(abl_idx[0])
+                lab = _labels(H, W, float(sbar[l0]), kpt, cfg.eta, cfg.border == "periodic")
+                cells = torch.unique(lab)
+                Y = (lab[None] == cells[:, None, None]).to(torch.float64)
+                if cfg.cells == "smooth":
+                    Y = gaussian_blur_exact(Y, float(sbar[l0]), border=cfg.border)
+                last_full = (cells, Y / Y.sum(0).clamp_min(cfg.mass_guard))
+            cells, Yn = last_full
+            Z[cells] += Yn * E
         nnz = int((Z != 0).sum())
     rec = Z.sum(0) + c
     scale = float(xt.abs().max())
     err = float((rec - xt).abs().max()) / scale if scale > 0 else float((rec - xt).abs().max())
     return SiftDecoder(Z=Z, c=c, footprints=F, keypoints=kp, edges=edges, sbar=sbar, ablatable=abl, noise_std=s_n,
                        min_mass=min_mass, nonzero_fraction=nnz / Z.numel(), reconstruction_error=err,
-                       too_few_keypoints=too_few, extra={"bands": None})
+                       too_few_keypoints=too_few,
+                       extra={"bands": None, "pyramid": cfg.pyramid,
+                              "level_elements": level_elements})
 
 
 def pad_decoders(decs: list[SiftDecoder], dtype=torch.float32, device=None):

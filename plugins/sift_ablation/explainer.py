@@ -67,6 +67,10 @@ class SiftAblation(Explainer):
         Param("mass_guard", float, 1e-3, "guard of the mass renormalisation", min=1e-12),
         Param("border", str, "reflect", "Gaussian boundary: reflect (Neumann, spec) or periodic (commutes with "
               "rot90/mirror about N//2 on every box)", choices=("reflect", "periodic")),
+        Param("pyramid", str, "none", "resolution of the feature cells: none (one exact level) or thesis "
+              "(Table 4.1: σ ≥ 4.5 px at 1/2, ≥ 9 px at 1/4 resolution)", choices=("none", "thesis")),
+        Param("pyramid_fix", bool, True, "pyramid=thesis: put the resampling loss x − D(1) back into the "
+              "full-resolution level (exact D(1) = x; the thesis does not)"),
         Param("intervention", str, "path", "path (ablation path) or occlusion (single-feature deletion)",
               choices=INTERVENTIONS),
         Param("objective", str, "straddle", "path score: retain, dissipate, contrastive or straddle (thesis Table 4.2)",
@@ -125,7 +129,8 @@ class SiftAblation(Explainer):
                            noise_std=None if c["noise_std"] == "auto" else float(c["noise_std"]),
                            contrast=c["contrast"], contrast_floor=c["contrast_floor"], edge_ratio=c["edge_ratio"],
                            max_keypoints=c["max_keypoints"], eta=c["eta"], cells=c["cells"],
-                           sparsity=c["sparsity"], mass_guard=c["mass_guard"], border=c["border"])
+                           sparsity=c["sparsity"], mass_guard=c["mass_guard"], border=c["border"],
+                           pyramid=c["pyramid"], pyramid_fix=c["pyramid_fix"])
 
     def path_config(self) -> PathConfig:
         c = self.config

@@ -106,3 +106,43 @@ def test_batched_decode_matches_per_image(images):
     for r in range(5):
         d = decs[int(idx[r])]
         assert torch.allclose(out[r, 0], d.decode(g[r, :d.n_features]), atol=1e-12)
+
+
+def test_pyramid_levels_follow_table_4_1():
+    """Band l is stored at 1, 1/2 or 1/4 resolution by its lower σ edge (< 4.5, < 9, ≥ 9 px)."""
+    from cryoxplain_plugins.sift_ablation.decomposition import level_factor
+
+    assert [level_factor(e) for e in (1.125, 4.49, 4.5, 8.99, 9.0, 30.0)] == [1, 1, 2, 2, 4, 4]
+    assert level_factor(30.0, "none") == 1
+    with pytest.raises(Exception, match="pyramid"):
+        BasisConfig(pyramid="lowe")
+
+
+@pytest.mark.parametrize("name", ["clean64", "noisy64"])
+def test_pyramid_reconstruction_with_and_without_the_fix(images, name):
+    """spec §11.2.6: the thesis pyramid loses 1e-3…3e-2 of max|x| to down+up sampling; the fix makes
+    D(1) = x again.  D(0) = c and the footprints' partition of unity hold either way."""
+    x = images[name]
+    xt = torch.as_tensor(x)
+    ones, zeros = torch.ones(4, dtype=torch.float64), torch.zeros(4, dtype=torch.float64)
+    exact = build_decoder(x, BasisConfig(), keypoints=KP64)
+    raw = build_decoder(x, BasisConfig(pyramid="thesis", pyramid_fix=False), keypoints=KP64)
+    fixed = build_decoder(x, BasisConfig(pyramid="thesis"), keypoints=KP64)
+    err = lambda d: float((d.decode(ones) - xt).abs().max()) / np.abs(x).max()
+    assert 1e-3 <= err(raw) <= 3e-2
+    assert err(fixed) <= 1e-12 and fixed.reconstruction_error <= 1e-12
+    for d in (raw, fixed):
+        assert torch.equal(d.decode(zeros), exact.c)
+        assert float((d.footprints.sum(0) - 1).abs().max()) <= 1e-12
+        assert set(d.extra["level_elements"]) == {1, 2, 4}
+        assert d.extra["level_elements"][2] == 4 * 32 * 32 and d.extra["level_elements"][4] == 4 * 16 * 16
+    # the pyramid really changes the coarse features
+    assert not torch.allclose(raw.Z, exact.Z)
+
+
+def test_pyramid_parameter_reaches_the_basis():
+    from cryoxplain_plugins.sift_ablation import SiftAblation
+
+    cfg = SiftAblation(pyramid="thesis", pyramid_fix=False).basis_config()
+    assert cfg.pyramid == "thesis" and cfg.pyramid_fix is False
+    assert SiftAblation().basis_config().pyramid == "none"
