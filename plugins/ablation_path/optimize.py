@@ -129,9 +129,19 @@ def _objective_and_grad(cfg: PathConfig, score, x_tg, x_bl, phi, phi_down, need_
     return val, (g / n if need_grad else None), (-gd / n if need_grad else None)
 
 
-def _step(phi: torch.Tensor, g: torch.Tensor, cfg: PathConfig, sigma_m: float) -> torch.Tensor:
-    """Mass-neutral, L∞-normalised ascent step followed by the regularisation blur."""
-    g = g - g.mean(dim=(-2, -1), keepdim=True)                 # Alg. 2 line 6
+def _step(phi: torch.Tensor, g: torch.Tensor, cfg: PathConfig, sigma_m: float,
+          weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mass-neutral, L∞-normalised ascent step followed by the regularisation blur.
+
+    With mass weights ω ``(b, h, w)`` (summing to 1 per image) the gradient is the Riesz
+    representative in ⟨u, v⟩_ω (``g/ω``) made mass-neutral in that metric (``g − Σ ω g``);
+    ω = 1/(hw) gives the uniform rule up to the constant factor the L∞ normalisation removes."""
+    if weights is not None:
+        w = weights.unsqueeze(1).to(g.dtype)
+        g = torch.where(w > 0, g / w.clamp_min(1e-300), torch.zeros_like(g))
+        g = g - (w * g).sum(dim=(-2, -1), keepdim=True)
+    else:
+        g = g - g.mean(dim=(-2, -1), keepdim=True)                 # Alg. 2 line 6
     if cfg.regularise == "update":
         g = blur2d(g, sigma_m)
         g = g - g.mean(dim=(-2, -1), keepdim=True)
@@ -156,12 +166,14 @@ def mask_grid(cfg: PathConfig, size: tuple[int, int]) -> tuple[int, int]:
 
 
 def optimise_paths(score: Callable, x_tg: torch.Tensor, x_bl: torch.Tensor, cfg: PathConfig,
-                   callback: Callable | None = None) -> PathResult:
+                   callback: Callable | None = None, weights: torch.Tensor | None = None) -> PathResult:
     """Run Algorithm 2 for a batch.  ``x_tg``, ``x_bl``: ``(B, C, H, W)``.
 
     ``score(X, idx)`` returns the explained scalar ``F`` for the images ``X`` whose source image
     indices are ``idx``.  ``callback(iteration, phi, phi_down, objective)`` is called after each
-    repair (the tests use it to check the path axioms on every iterate).
+    repair (the tests use it to check the path axioms on every iterate).  ``weights`` ``(B, hm, wm)``:
+    mass weights of the mask entries (each image's sum 1; the SIFT plugin's ``metric=l2``) used by
+    the step, the re-parametrisation and the saturation; None = the uniform mean (pixels).
     """
     B = x_tg.shape[0]
     H, W = x_tg.shape[-2:]
@@ -190,22 +202,23 @@ def optimise_paths(score: Callable, x_tg: torch.Tensor, x_bl: torch.Tensor, cfg:
         trace[idx.cpu().numpy(), it] = val.cpu().numpy()
         if it >= cfg.max_iters:
             break
-        p = _step(p, g, cfg, sigma_m)
+        w = None if weights is None else weights[idx]
+        p = _step(p, g, cfg, sigma_m, w)
         p = saturate(p, cfg.saturation)
         if pd is not None:
-            pd = _step(pd, gd, cfg, sigma_m)
+            pd = _step(pd, gd, cfg, sigma_m, w)
             pd = saturate(pd, cfg.saturation)
             pd = pinch(p, pd, cfg.pinch)
-            pd = repair(pd, cfg.monotonise)
-        p = repair(p, cfg.monotonise)
+            pd = repair(pd, cfg.monotonise, w)
+        p = repair(p, cfg.monotonise, w)
         phi[idx] = p
         if pd is not None:
             phi_down[idx] = pd
         it += 1
         iters[idx.cpu().numpy()] = it
-        sat = path_saturation(p)
+        sat = path_saturation(p, w)
         if pd is not None:
-            sat = 0.5 * (sat + path_saturation(pd))
+            sat = 0.5 * (sat + path_saturation(pd, w))
         if callback is not None:
             callback(it, p, pd, val)
         done = (sat > cfg.target_saturation) & torch.tensor(it >= cfg.min_iters, device=dev)
@@ -221,9 +234,9 @@ def optimise_paths(score: Callable, x_tg: torch.Tensor, x_bl: torch.Tensor, cfg:
                                         phi_down[idx] if phi_down is not None else None, need_grad=False)
         for k, b in enumerate(idx.cpu().numpy()):
             trace[b, iters[b]] = float(val[k])
-    sat = path_saturation(phi)
+    sat = path_saturation(phi, weights)
     if phi_down is not None:
-        sat = 0.5 * (sat + path_saturation(phi_down))
+        sat = 0.5 * (sat + path_saturation(phi_down, weights))
     return PathResult(phi=phi.cpu().numpy(), phi_down=None if phi_down is None else phi_down.cpu().numpy(),
                       objective_trace=trace, saturation=sat.cpu().numpy(), iterations=iters,
                       converged=converged)

@@ -185,8 +185,18 @@ def monotonise(phi: torch.Tensor, method: str = "exact") -> torch.Tensor:
 # Lemma 7: re-parametrisation to constant speed
 # --------------------------------------------------------------------------------------------
 
-def reparametrise(phi: torch.Tensor) -> torch.Tensor:
+def _weighted_mass(a: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """Mass of masks ``(b, k, hw)``: the plain mean, or ``Σ ω·a`` with weights ``(b, hw)`` summing to 1."""
+    if weights is None:
+        return a.to(torch.float64).mean(dim=2)
+    return (a.to(torch.float64) * weights.to(torch.float64).reshape(a.shape[0], 1, -1)).sum(dim=2)
+
+
+def reparametrise(phi: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Re-parametrise monotone, clamped paths ``(..., n, h, w)`` so that ``mean(Φ[j]) = t_j``.
+
+    ``weights`` ``(..., h, w)`` (each summing to 1): the mass is the ω-weighted sum instead of the
+    mean (the SIFT plugin's ``metric=l2``, spec sift_ablation §7.2); None = uniform.
 
     With the implicit end points ``E[0] = 0`` and ``E[n+1] = 1`` and masses ``M[k] = mean(E[k])``
     (non-decreasing), the mask for target mass ``w = t_j`` is ``(1−η)E[il] + ηE[il+1]`` where
@@ -200,7 +210,7 @@ def reparametrise(phi: torch.Tensor) -> torch.Tensor:
     b = flat.shape[0]
     zeros = torch.zeros(b, 1, h * w, dtype=phi.dtype, device=phi.device)
     ext = torch.cat([zeros, flat, torch.ones_like(zeros)], dim=1)            # (b, n+2, hw)
-    mass = ext.to(torch.float64).mean(dim=2)                                 # (b, n+2)
+    mass = _weighted_mass(ext, None if weights is None else weights.reshape(b, h * w))  # (b, n+2)
     mass[:, 0], mass[:, -1] = 0.0, 1.0
     mass = torch.cummax(mass, dim=1).values.contiguous()
     wt = torch.as_tensor(t_grid(n), dtype=torch.float64, device=phi.device).expand(b, n).contiguous()
@@ -215,9 +225,10 @@ def reparametrise(phi: torch.Tensor) -> torch.Tensor:
     return out.reshape(shape)
 
 
-def repair(phi: torch.Tensor, method: str = "exact") -> torch.Tensor:
-    """Hard projection of Algorithm 2, lines 12–15: monotonise, clamp to [0,1], re-parametrise."""
-    return reparametrise(monotonise(phi, method).clamp(0.0, 1.0))
+def repair(phi: torch.Tensor, method: str = "exact", weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Hard projection of Algorithm 2, lines 12–15: monotonise, clamp to [0,1], re-parametrise
+    (with the mass weights ``weights``, see :func:`reparametrise`)."""
+    return reparametrise(monotonise(phi, method).clamp(0.0, 1.0), weights)
 
 
 # --------------------------------------------------------------------------------------------
@@ -244,12 +255,16 @@ def pinch(phi_up: torch.Tensor, phi_down: torch.Tensor, zeta: float) -> torch.Te
     return phi_up + d * (1 - zeta) + d * d * zeta
 
 
-def path_saturation(phi: torch.Tensor) -> torch.Tensor:
-    """Discretised Eq. 2.31, ``mean 2|φ − ½|`` over time and space; one value per path."""
-    return (2 * (phi - 0.5).abs()).flatten(-3).mean(-1)
+def path_saturation(phi: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Discretised Eq. 2.31, ``mean 2|φ − ½|`` over time and space; one value per path.  With
+    mass weights ``(..., h, w)``: the mean over time of ``Σ ω·2|φ − ½|``."""
+    if weights is None:
+        return (2 * (phi - 0.5).abs()).flatten(-3).mean(-1)
+    s = 2 * (phi - 0.5).abs() * weights.unsqueeze(-3).to(phi.dtype)
+    return s.flatten(-2).sum(-1).mean(-1)
 
 
-def check_path_axioms(phi, atol: float = 1e-6) -> dict:
+def check_path_axioms(phi, atol: float = 1e-6, weights=None) -> dict:
     """Measure how far ``phi`` ``(..., n, h, w)`` is from the axioms of an ablation path.
 
     Returns the worst monotonicity violation, range violation and mass error ``|mean(Φ[j]) − t_j|``
@@ -260,7 +275,11 @@ def check_path_axioms(phi, atol: float = 1e-6) -> dict:
     diffs = phi.diff(dim=-3)
     mono = float((-diffs).clamp_min(0).max()) if n > 1 else 0.0
     rng = float(max((-phi).clamp_min(0).max(), (phi - 1).clamp_min(0).max()))
-    mass = phi.flatten(-2).mean(-1)
+    if weights is None:
+        mass = phi.flatten(-2).mean(-1)
+    else:
+        w = torch.as_tensor(weights).detach().to("cpu", torch.float64).unsqueeze(-3)
+        mass = (phi * w).flatten(-2).sum(-1)
     t = torch.as_tensor(t_grid(n))
     merr = float((mass - t).abs().max())
     return {"monotone": mono, "range": rng, "mass": merr,

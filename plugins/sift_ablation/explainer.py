@@ -21,7 +21,7 @@ from cryoxplain_plugins.ablation_path.optimize import OBJECTIVES, PathConfig
 from cryoxplain_plugins.ablation_path.projection import t_grid
 
 from .decomposition import BasisConfig, build_decoder, decode_batch, pad_decoders
-from .pathspace import feature_values_and_grads, optimise_feature_paths, sat_max
+from .pathspace import feature_values_and_grads, mass_weights, optimise_feature_paths, sat_max
 from .render import HEATMAPS, contrast_map, magnitude_map, voronoi_map
 
 __all__ = ["SiftAblation"]
@@ -84,8 +84,8 @@ class SiftAblation(Explainer):
         Param("min_iters", int, 6, "minimum number of steps", min=0),
         Param("max_iters", int, 100, "iteration cap (a path stopped here is flagged not converged)", min=0),
         Param("monotonise", str, "exact", "monotonisation: exact (Algorithm 1) or fast", choices=("exact", "fast")),
-        Param("metric", str, "euclidean", "mass metric of the feature path: euclidean (ω = 1/K)",
-              choices=("euclidean",)),
+        Param("metric", str, "euclidean", "mass metric of the feature path: euclidean (ω = 1/K) or l2 "
+              "(ω ∝ ‖Z̄_i‖₂, thesis Eq. 4.45)", choices=("euclidean", "l2")),
         Param("score", str, "auto", "F: probability (softmax of a logit target), raw or auto",
               choices=("auto", "probability", "raw")),
         Param("reducer", str, "auto", "feature reduction of the path: clt, avg, iwa, cav; auto = cav for straddle "
@@ -202,6 +202,7 @@ class SiftAblation(Explainer):
         P = max(int(self.max_keypoints), kmax)
         n = self.n_t
         extras: dict = {}
+        omega = mass_weights(Z, nf, self.metric)                               # (B, K_max)
         ends = np.stack([np.zeros((B, kmax, 1)), np.ones((B, kmax, 1))], 1)
         f_end, _ = self._values(score, Z, c, nf, ends)                       # F(x), F(c)
         occ = None
@@ -230,7 +231,8 @@ class SiftAblation(Explainer):
         maps = np.zeros((B, H, W))
         if self.intervention == "path":
             cfg = self.path_config()
-            res, targets = optimise_feature_paths(score, Z, c, nf, cfg)
+            res, targets = optimise_feature_paths(score, Z, c, nf, cfg,
+                                                  weights=None if self.metric == "euclidean" else omega)
             full = np.stack([with_end_points(p) for p in res.phi])          # (B, T, K_max, 1)
             curve, _ = self._values(score, Z, c, nf, full)
             top = self._on_top(model, Z, c, nf, full, classes) if classes is not None else None
@@ -293,7 +295,7 @@ class SiftAblation(Explainer):
             "n_features": nf,
             "feature_attribution": _pad(feat, P),
             "feature_energy": _pad(energy, P),
-            "mass_weights": _pad(np.where(np.arange(kmax)[None] < nf[:, None], 1.0 / nf[:, None], 0.0), P),
+            "mass_weights": _pad(omega, P),
             "baseline": np.stack([d.c.numpy() for d in decs]).astype(np.float32),
             "reconstruction_error": np.array([float((d.Z.sum(0) + d.c - inputs[b, 0].cpu().double()).abs().max()
                                                     / max(float(inputs[b, 0].abs().max()), 1e-30))

@@ -6,7 +6,8 @@ K × 1 "pixels"* with the dummy target ``1`` and dummy baseline ``0``, so its ma
 ``1 + φ(0 − 1) = 1 − φ`` is the gain vector, and the explained score decodes it first:
 ``F(D(1 − φ))``.  With ``blur_sigma = 0`` and ``mask_size = K`` the pixel code's up-sampling and
 blur are identities; its Algorithm 1 monotonisation, clamping, Lemma-7 re-parametrisation
-(uniform mass = the ``euclidean`` metric, ω_i = 1/K), saturation, pinching, objectives and
+(uniform mass = the ``euclidean`` metric, ω_i = 1/K; ``l2`` passes the energy weights
+ω_i ∝ ‖Z̄_i‖₂ to its weighted step, re-parametrisation and saturation), saturation, pinching, objectives and
 stopping rule are used as they are.  Images are grouped by K (each group has no padding);
 results are padded to a common feature count with the padded entries on the affine path t_j.
 """
@@ -23,7 +24,7 @@ from cryoxplain_plugins.ablation_path.projection import t_grid
 
 from .decomposition import decode_batch
 
-__all__ = ["sat_max", "effective_target", "FeatureScore", "optimise_feature_paths", "feature_values_and_grads",
+__all__ = ["sat_max", "effective_target", "mass_weights", "FeatureScore", "optimise_feature_paths", "feature_values_and_grads",
            "pad_path"]
 
 
@@ -74,12 +75,31 @@ def pad_path(phi: np.ndarray, kmax: int, n_t: int) -> np.ndarray:
     return out
 
 
+def mass_weights(Z: torch.Tensor, n_features: np.ndarray, metric: str = "euclidean") -> np.ndarray:
+    """The feature mass weights ω ``(B, K_max)`` of spec §7.2: ``euclidean`` ω_i = 1/K, ``l2``
+    ω_i = W_i / Σ_k W_k with the feature energies W_i = ‖Z̄_i‖₂ (Eq. 4.45); 0 on padding.  An
+    image whose features all have zero energy falls back to the uniform weights."""
+    nf = np.asarray(n_features)
+    B, kmax = Z.shape[:2]
+    valid = np.arange(kmax)[None] < nf[:, None]
+    uniform = np.where(valid, 1.0 / np.maximum(nf[:, None], 1), 0.0)
+    if metric == "euclidean":
+        return uniform
+    if metric != "l2":
+        raise ValueError(f"unknown metric {metric!r}")
+    W = np.where(valid, Z.detach().to(torch.float64).flatten(2).norm(dim=2).cpu().numpy(), 0.0)
+    tot = W.sum(1, keepdims=True)
+    return np.where(tot > 0, W / np.where(tot > 0, tot, 1.0), uniform)
+
+
 def optimise_feature_paths(score: Callable, Z: torch.Tensor, c: torch.Tensor, n_features: np.ndarray,
-                           cfg: PathConfig, callback: Callable | None = None):
+                           cfg: PathConfig, callback: Callable | None = None, weights: np.ndarray | None = None):
     """Optimise one feature path per image.  ``Z (B, K_max, H, W)``, ``c (B, H, W)`` padded
     decoders, ``n_features (B,)``.  Returns ``(PathResult with (B, n, K_max, 1) paths, targets)``
     where ``targets (B,)`` are the effective saturation targets.  ``callback(K, it, phi, phi_down,
-    obj)`` sees every iterate of every K-group (unpadded)."""
+    obj)`` sees every iterate of every K-group (unpadded).  ``weights (B, K_max)``: the mass
+    weights ω (:func:`mass_weights`); None = uniform (the ``euclidean`` metric, exactly the pixel
+    optimiser's mean)."""
     B, kmax = Z.shape[:2]
     n = cfg.n_t
     dev = Z.device
@@ -98,7 +118,9 @@ def optimise_feature_paths(score: Callable, Z: torch.Tensor, c: torch.Tensor, n_
         fs = FeatureScore(score, Z, c, img)
         one, zero = _ones_zeros(rows.size, K, torch.float64, dev)
         cb = None if callback is None else (lambda it, p, pd, v, _K=K: callback(_K, it, p, pd, v))
-        res: PathResult = optimise_paths(fs, one, zero, kcfg, callback=cb)
+        w = None if weights is None else torch.as_tensor(np.asarray(weights)[rows, :K], dtype=torch.float64,
+                                                          device=dev).reshape(rows.size, K, 1)
+        res: PathResult = optimise_paths(fs, one, zero, kcfg, callback=cb, weights=w)
         phi[rows] = pad_path(res.phi, kmax, n)
         if phi_down is not None:
             phi_down[rows] = pad_path(res.phi_down, kmax, n)

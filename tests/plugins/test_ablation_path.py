@@ -523,3 +523,38 @@ def test_saturation_default_is_zero_for_contrastive():
     assert create_explainer("ablation_path").path_config().saturation == 0.0  # default objective: contrastive
     assert create_explainer("ablation_path", objective="retain").path_config().saturation == 0.8
     assert create_explainer("ablation_path", saturation=0.5).path_config().saturation == 0.5
+
+
+def test_weighted_mass_reparametrisation_and_uniform_limit():
+    """Mass weights ω (the SIFT plugin's metric=l2): repair gives ω-mass t_j exactly and is
+    idempotent; uniform weights reproduce the unweighted rule."""
+    from cryoxplain_plugins.ablation_path.projection import path_saturation
+
+    rng = np.random.default_rng(5)
+    phi = _random_monotone(rng, 3, 9, 6, 1)
+    w = torch.as_tensor(rng.uniform(0.1, 2.0, size=(3, 6, 1)))
+    w = w / w.sum(dim=(1, 2), keepdim=True)
+    out = repair(phi, weights=w)
+    chk = check_path_axioms(out, atol=1e-12, weights=w)
+    assert chk["ok"], chk
+    assert not check_path_axioms(out, atol=1e-6)["ok"]                 # not the plain mean
+    np.testing.assert_allclose(repair(out, weights=w), out, atol=1e-12)
+    u = torch.full((3, 6, 1), 1 / 6, dtype=torch.float64)
+    np.testing.assert_allclose(repair(phi, weights=u), repair(phi), atol=1e-12)
+    np.testing.assert_allclose(path_saturation(out, u), path_saturation(out), atol=1e-12)
+
+
+def test_weighted_optimiser_uniform_weights_equal_the_mean_rule(toy):
+    """optimise_paths with ω = 1/(hm·wm) follows the same iterates as the unweighted optimiser."""
+    model, x1, _ = toy
+    x = torch.from_numpy(x1[:2]).unsqueeze(1).double()
+    score = lambda X, idx: torch.softmax(model(X.float()), 1)[:, 1].double()
+    cfg = PathConfig(objective="straddle", mask_size=8, blur_sigma=0.0, max_iters=5)
+    base = torch.zeros_like(x)
+    a = optimise_paths(score, x, base, cfg)
+    hm, wm = a.phi.shape[-2:]
+    u = torch.full((x.shape[0], hm, wm), 1.0 / (hm * wm), dtype=torch.float64)
+    b = optimise_paths(score, x, base, cfg, weights=u)
+    np.testing.assert_allclose(b.phi, a.phi, atol=1e-9)
+    np.testing.assert_allclose(b.saturation, a.saturation, atol=1e-9)
+    assert np.array_equal(a.iterations, b.iterations)

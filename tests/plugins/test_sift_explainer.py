@@ -247,3 +247,32 @@ def test_blur_baseline_link():
         for sb in (4.5, 9.0):
             dec = build_decoder(x, BasisConfig(keep_below=0.0, keep_above=sb), keypoints=injected_keypoints())
             assert np.abs(dec.c.numpy() - gaussian_blur(x, sb)).max() <= 1e-4 * np.abs(x).max()
+
+
+def test_l2_metric_weights_axioms_and_planted_toy(toy):
+    """metric=l2 (ω_i ∝ ‖Z̄_i‖₂, spec §7.2): every iterate is an ablation path in the ω-mass, the
+    weights are reported, and the planted blob is still the top feature."""
+    from cryoxplain_plugins.sift_ablation.pathspace import mass_weights
+
+    model, X = toy
+    decs = [build_decoder(X[0, 0], BasisConfig(keep_below=0.0), keypoints=injected_keypoints())]
+    nf = np.array([d.n_features for d in decs])
+    Z, c, _ = pad_decoders(decs)
+    w = mass_weights(Z, nf, "l2")
+    energy = decs[0].energy.numpy()
+    np.testing.assert_allclose(w[0], energy / energy.sum(), rtol=1e-6)
+    assert not np.allclose(w[0], 1 / nf[0])
+
+    def cb(K, it, p, pd, v):
+        wt = torch.as_tensor(w[:, :K]).reshape(1, K, 1)
+        for q in (p, pd):
+            r = check_path_axioms(q, 1e-6, weights=wt)
+            assert r["ok"], (K, it, r)
+
+    optimise_feature_paths(prob(model), Z, c, nf, PathConfig(objective="straddle", blur_sigma=0.0, max_iters=6),
+                           callback=cb, weights=w)
+    a = Injected(keep_below=0.0, metric="l2").attribute(model, X, ClassLogit(1))
+    e = a.extras
+    K = int(e["n_features"][0])
+    np.testing.assert_allclose(e["mass_weights"][0, :K], energy / energy.sum(), rtol=1e-5)
+    assert int(np.nanargmax(e["feature_attribution"][0, :K])) == 2          # blob A, as with euclidean
