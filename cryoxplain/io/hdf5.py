@@ -121,11 +121,13 @@ class StreamingH5:
     yields an open ``h5py.File`` on a temporary sibling, renamed onto ``path`` when the block
     succeeds (deleted on error).  ``attrs`` are written first: dicts/lists/None as JSON strings."""
 
-    def __init__(self, path: str | os.PathLike, attrs: dict | None = None, *, force: bool = False, inputs: tuple = ()):
+    def __init__(self, path: str | os.PathLike, attrs: dict | None = None, *, force: bool = False, inputs: tuple = (),
+                 size: int | None = None):
         self.path, self.attrs, self.force, self.inputs = Path(path), dict(attrs or {}), force, inputs
+        self.size = size  # expected bytes (checked against the free space first)
 
     def __enter__(self) -> h5py.File:
-        self._ctx = atomic_path(self.path, force=self.force, inputs=self.inputs)
+        self._ctx = atomic_path(self.path, force=self.force, inputs=self.inputs, size=self.size)
         tmp = self._ctx.__enter__()
         try:
             self._file = h5py.File(tmp, "w")
@@ -138,5 +140,9 @@ class StreamingH5:
         return self._file
 
     def __exit__(self, *exc):
-        self._file.close()
+        try:
+            self._file.close()
+        except Exception as err:  # e.g. a full disk met while flushing
+            if exc[0] is None:
+                return self._ctx.__exit__(type(err), err, err.__traceback__)
         return self._ctx.__exit__(*exc)
