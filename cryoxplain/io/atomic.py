@@ -30,7 +30,7 @@ from typing import Iterable, Iterator
 from ..errors import CryoxplainError, OutputExistsError, OutputLocationError, ParameterError
 
 __all__ = ["atomic_path", "check_folder_writable", "check_output", "check_space", "disk_full_error",
-           "input_files", "is_disk_full", "made_folders", "reserve_space", "same_file", "translate_os_error"]
+           "input_files", "is_disk_full", "made_folders", "release_headroom", "reserve_headroom", "reserve_space", "same_file", "translate_os_error"]
 
 #: our temporary names: ``.NAME.PID.RANDOM.tmp`` (files) and ``.cryoxplain-PID-RANDOM`` (folders)
 _TMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[A-Za-z0-9_]{6,}\.tmp$")
@@ -92,8 +92,9 @@ def input_files(*specs, project_dir=None) -> tuple:
 def _refuse_inputs(path: Path, inputs: Iterable) -> None:
     for inp in _input_paths(inputs):
         if same_file(path, inp):
-            raise ParameterError(f"output {path} is also an input ({inp}); inputs are never modified, "
-                                 "choose another output name")
+            same = "" if str(inp) == str(path) else f" (it is the same file as {inp})"
+            raise ParameterError(f"output {path} is also an input; inputs are never modified, "
+                                 f"choose another output name{same}")
 
 
 # ------------------------------------------------------------------------------- the folder
@@ -221,6 +222,37 @@ def reserve_space(path: str | os.PathLike, size: int, final: str | os.PathLike |
             raise
     finally:
         os.close(fd)
+
+
+def reserve_headroom(path: str | os.PathLike, size: int, final: str | os.PathLike | None = None) -> bool:
+    """Reserve ``size`` bytes of disk for a file that a library will write itself (HDF5), without
+    changing its length (Linux ``fallocate(FALLOC_FL_KEEP_SIZE)``): its later writes can then not
+    meet a full disk, which libhdf5 does not survive.  A full disk raises the one-line error now;
+    elsewhere (no such call) only the up-front :func:`check_space` applies.  Release what was not
+    used with :func:`release_headroom`.  Returns whether space was reserved."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        fallocate = libc.fallocate
+    except (OSError, AttributeError):
+        return False
+    fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    fd = os.open(path, os.O_RDWR)
+    try:
+        if fallocate(fd, 1, 0, int(size)) != 0:  # 1: FALLOC_FL_KEEP_SIZE
+            if ctypes.get_errno() in (errno.ENOSPC, errno.EDQUOT):
+                raise disk_full_error(Path(final or path).parent, size)
+            return False
+    finally:
+        os.close(fd)
+    return True
+
+
+def release_headroom(path: str | os.PathLike) -> None:
+    """Free the blocks :func:`reserve_headroom` reserved past the end of ``path``."""
+    with contextlib.suppress(OSError):
+        os.truncate(path, os.path.getsize(path))
 
 
 def translate_os_error(exc: BaseException, final: str | os.PathLike, needed: int | None = None):

@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 
 from ..errors import InputFileError
-from .atomic import atomic_path
+from .atomic import atomic_path, release_headroom, reserve_headroom
 
 JSON_ATTR = "cryoxplain_json"
 
@@ -124,13 +124,17 @@ class StreamingH5:
     def __init__(self, path: str | os.PathLike, attrs: dict | None = None, *, force: bool = False, inputs: tuple = (),
                  size: int | None = None):
         self.path, self.attrs, self.force, self.inputs = Path(path), dict(attrs or {}), force, inputs
-        self.size = size  # expected bytes (checked against the free space first)
+        # expected bytes: checked against the free space, and reserved with headroom (+25 % + 1 MiB for
+        # HDF5's own structures) so that libhdf5 never meets a full disk mid-write
+        self.size = None if not size else int(size * 1.25) + 1024 * 1024
 
     def __enter__(self) -> h5py.File:
         self._ctx = atomic_path(self.path, force=self.force, inputs=self.inputs, size=self.size)
-        tmp = self._ctx.__enter__()
+        tmp = self._tmp = self._ctx.__enter__()
         try:
             self._file = h5py.File(tmp, "w")
+            if self.size:
+                reserve_headroom(tmp, self.size, final=self.path)
             for k, v in self.attrs.items():
                 self._file.attrs[k] = (json.dumps(_jsonable(v), default=str)
                                        if isinstance(v, (dict, list, tuple)) or v is None else v)
@@ -145,4 +149,6 @@ class StreamingH5:
         except Exception as err:  # e.g. a full disk met while flushing
             if exc[0] is None:
                 return self._ctx.__exit__(type(err), err, err.__traceback__)
+        if self.size:
+            release_headroom(self._tmp)
         return self._ctx.__exit__(*exc)

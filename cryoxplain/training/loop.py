@@ -119,9 +119,9 @@ def prepare_outputs(out, config: TrainConfig, *, force: bool = False, inputs: Se
     ckpt, hist = checkpoint_path_for(out), history_path_for(out)
     # side outputs: never an input (even with force or resume), never replaced without force
     check_output(ckpt, force=True, inputs=tuple(inputs))
-    check_output(hist, force=force or config.resume, inputs=tuple(inputs))
     if not config.resume and ckpt.exists() and not force:
         raise ParameterError(f"{ckpt} exists from an earlier run; resume it (resume=True) or start over (force=True)")
+    check_output(hist, force=force or config.resume, inputs=tuple(inputs))
     return out, hist, ckpt
 
 
