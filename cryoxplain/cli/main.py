@@ -160,7 +160,8 @@ def main(argv=None):
     warnings.showwarning = _show_once
     from ..io import atomic
 
-    atomic.WRITE_STARTED_HOOKS.append(flush_warnings)
+    if flush_warnings not in atomic.WRITE_STARTED_HOOKS:
+        atomic.WRITE_STARTED_HOOKS.append(flush_warnings)
     try:
         cli.main(args=argv, prog_name="cryoxplain", standalone_mode=True)
     except CryoxplainError as exc:  # raised outside a command (e.g. while loading one)
