@@ -241,8 +241,12 @@ def sniff(path: str | os.PathLike, permissive: bool = False, stack: bool | None 
         nsymbt = int(h.nsymbt)
         ispg = int(h.ispg)
         nversion = int(h.nversion)
+        axes = (int(h.mapc), int(h.mapr), int(h.maps))
         voxel = _voxel_size(mrc)
         meta = fei_metadata(mrc)
+    if sorted(axes) != [1, 2, 3] and axes != (0, 0, 0):  # 0,0,0: writers that leave them unset
+        raise InputFileError(f"{path}: damaged MRC header (axis order mapc, mapr, maps = "
+                             f"{', '.join(map(str, axes))} is not a permutation of 1, 2, 3)")
     try:
         shape, kind, truncated_to = _check_header(path, mode, nx, ny, nz, nsymbt, ispg, permissive, stack)
     except InputFileError as exc:
