@@ -148,6 +148,8 @@ def flush_warnings() -> None:
 
 
 def _drop_pending_warnings() -> None:
+    for message, category, *_ in _PENDING:
+        _SHOWN.discard(f"{category.__name__}:{message}")
     _PENDING.clear()
 
 

@@ -270,3 +270,21 @@ def test_simulate_creates_the_prefix_folder_and_dose_alone_is_shot_noise(tmp_pat
     code, _, err = run_cli(["simulate", "--phantom", "-n", "4", "--box", "16", "--snr", "1/4", "--dose", "-3",
                             "-o", "new/p"], capfd)
     assert code == 2 and not (tmp_path / "new").exists()
+
+
+@pytest.mark.slow  # two real processes (~10 s each on the shared CI cores)
+def test_warnings_are_not_printed_before_the_error_they_lead_to(tmp_path):
+    import subprocess
+    import sys
+
+    def cli(*args):  # a real process: pytest records warnings in-process instead of showing them
+        r = subprocess.run([sys.executable, "-c", "from cryoxplain.cli.main import main; main()", *map(str, args)],
+                           capture_output=True, text=True, timeout=300)
+        return r.returncode, r.stderr
+
+    quirky = write_stack(tmp_path / "v0.mrcs", n=4, voxel=0)  # read with a "voxel size 0" warning
+    (tmp_path / "exists.mrcs").write_bytes(b"")
+    code, err = cli("denoise", quirky, "-o", tmp_path / "exists.mrcs", "-d", "cpu")
+    assert code == 2 and err.count("\n") == 1 and "exists; pass --force" in err, err
+    code, err = cli("denoise", quirky, "-o", tmp_path / "new.mrcs", "-d", "cpu")
+    assert code == 0 and "cryoxplain: warning" in err and "voxel size 0" in err, err  # success still says it
