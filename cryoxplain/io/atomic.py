@@ -10,8 +10,8 @@ The one home of the output rules (docs/conventions.md, "Reliability"):
   :class:`~cryoxplain.errors.OutputLocationError` before any work;
 * when the size is known (``size=`` bytes) the free space is checked first; a full disk met while
   writing (``ENOSPC``) becomes the same one-line error, and the temporary file is always removed;
-* temporary files are hidden siblings ``.NAME.PID.XXXXXXXX.tmp``; those left by a killed run
-  (their process is gone) are removed by the next write of the same output; error messages name
+* temporary files are hidden siblings ``.NAME.PID-HOST.XXXXXXXX.tmp``; those left by a killed run
+  (their process on this machine is gone) are removed by the next write of the same output; error messages name
   the final output, never the temporary file;
 * published files get the mode ``0o666 & ~umask`` like any file the user creates.
 """
@@ -32,9 +32,11 @@ from ..errors import CryoxplainError, OutputExistsError, OutputLocationError, Pa
 __all__ = ["atomic_path", "check_folder_writable", "check_output", "check_space", "disk_full_error",
            "input_files", "is_disk_full", "made_folders", "release_headroom", "reserve_headroom", "reserve_space", "same_file", "translate_os_error"]
 
-#: our temporary names: ``.NAME.PID.RANDOM.tmp`` (files) and ``.cryoxplain-PID-RANDOM`` (folders)
-_TMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[A-Za-z0-9_]{6,}\.tmp$")
-_TMPDIR_RE = re.compile(r"^\.cryoxplain-(?P<pid>\d+)-[A-Za-z0-9_]{6,}$")
+#: our temporary names: ``.NAME.PID-HOST.RANDOM.tmp`` (files) and ``.cryoxplain-PID-HOST-RANDOM``
+#: (folders); HOST is a 4-hex-digit tag of the machine's name, so that only temporary files of
+#: processes of this machine are judged by their process id (shared file systems)
+_TMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-(?P<host>[0-9a-f]{4})\.[A-Za-z0-9_]{6,}\.tmp$")
+_TMPDIR_RE = re.compile(r"^\.cryoxplain-(?P<pid>\d+)-(?P<host>[0-9a-f]{4})-[A-Za-z0-9_]{6,}$")
 _MB = 1024 * 1024
 #: called when an output starts being written (the CLI prints the warnings it held back)
 WRITE_STARTED_HOOKS: list = []
@@ -269,6 +271,14 @@ def translate_os_error(exc: BaseException, final: str | os.PathLike, needed: int
 
 
 # ------------------------------------------------------------------------------ temp files
+def host_tag() -> str:
+    """4 hex digits naming this machine in our temporary file names."""
+    import hashlib
+    import socket
+
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:4]
+
+
 def _pid_alive(pid: int) -> bool:
     if pid == os.getpid():
         return True
@@ -282,23 +292,26 @@ def _pid_alive(pid: int) -> bool:
 
 
 def clean_stale_temps(folder: str | os.PathLike, name: str | None = None) -> list[Path]:
-    """Remove our temporary files (``.NAME.PID.XXXX.tmp``; of output ``name`` only, when given) and
-    folders (``.cryoxplain-PID-XXXX``) in ``folder`` whose process no longer runs (a killed run);
-    return what was removed."""
+    """Remove our temporary files (``.NAME.PID-HOST.XXXX.tmp``; of output ``name`` only, when given)
+    and folders (``.cryoxplain-PID-HOST-XXXX``) in ``folder`` whose process — on this machine — no
+    longer runs (a killed run); return what was removed."""
     removed = []
     try:
         entries = list(os.scandir(folder))
     except OSError:
         return removed
+    here = host_tag()
     for e in entries:
         m = _TMP_RE.match(e.name)
-        if m and (name is None or m.group("name") == name) and not _pid_alive(int(m.group("pid"))):
+        if (m and m.group("host") == here and (name is None or m.group("name") == name)
+                and not _pid_alive(int(m.group("pid")))):
             with contextlib.suppress(OSError):
                 os.unlink(e.path)
                 removed.append(Path(e.path))
             continue
         m = _TMPDIR_RE.match(e.name)
-        if m and e.is_dir(follow_symlinks=False) and not _pid_alive(int(m.group("pid"))):
+        if (m and m.group("host") == here and e.is_dir(follow_symlinks=False)
+                and not _pid_alive(int(m.group("pid")))):
             shutil.rmtree(e.path, ignore_errors=True)
             removed.append(Path(e.path))
     return removed
@@ -308,7 +321,7 @@ def temp_dir(folder: str | os.PathLike) -> Path:
     """A new hidden temporary folder of our naming inside ``folder`` (stale ones are cleaned)."""
     clean_stale_temps(folder)
     try:
-        return Path(tempfile.mkdtemp(prefix=f".cryoxplain-{os.getpid()}-", dir=folder))
+        return Path(tempfile.mkdtemp(prefix=f".cryoxplain-{os.getpid()}-{host_tag()}-", dir=folder))
     except OSError as exc:
         raise translate_os_error(exc, Path(folder) / "x") from None
 
@@ -347,7 +360,8 @@ def atomic_path(path: str | os.PathLike, force: bool = False, inputs: tuple = ()
     if size:
         check_space(final.parent, int(size))
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".tmp", dir=final.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.{os.getpid()}-{host_tag()}.", suffix=".tmp",
+                                   dir=final.parent)
     except OSError as exc:
         raise translate_os_error(exc, final, size) from None
     os.close(fd)

@@ -160,17 +160,22 @@ def test_stale_temp_of_a_killed_run_is_cleaned_and_errors_never_name_temps(tmp_p
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True).stdout.strip()
-    stale = tmp_path / f".out.mrcs.{dead}.abcd1234.tmp"
+    from cryoxplain.io.atomic import host_tag
+
+    host = host_tag()
+    stale = tmp_path / f".out.mrcs.{dead}-{host}.abcd1234.tmp"
     stale.write_bytes(b"x" * 1000)
-    other = tmp_path / f".other.mrcs.{dead}.abcd1234.tmp"  # another output's temp: left alone here
+    other = tmp_path / f".other.mrcs.{dead}-{host}.abcd1234.tmp"  # another output's temp: left alone here
     other.write_bytes(b"x")
-    mine = tmp_path / f".out.mrcs.{os.getpid()}.abcd1234.tmp"  # a live process's temp: kept
+    mine = tmp_path / f".out.mrcs.{os.getpid()}-{host}.abcd1234.tmp"  # a live process's temp: kept
     mine.write_bytes(b"x")
+    elsewhere = tmp_path / f".out.mrcs.{dead}-{'0000' if host != '0000' else '0001'}.abcd1234.tmp"
+    elsewhere.write_bytes(b"x")  # another machine's (shared file system): its pid means nothing here
     with pytest.raises(ParameterError) as info:
         with atomic_path(tmp_path / "out.mrcs") as tmp:
             raise ParameterError(f"refusing to write {tmp}: it contains NaN")
     assert ".tmp" not in str(info.value) and str(tmp_path / "out.mrcs") in str(info.value)
-    assert not stale.exists() and other.exists() and mine.exists()
+    assert not stale.exists() and other.exists() and mine.exists() and elsewhere.exists()
 
 
 def test_outputs_honour_the_umask(tmp_path):
