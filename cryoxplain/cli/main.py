@@ -160,10 +160,10 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, _terminate)
     warnings.formatwarning = _format_warning
     warnings.showwarning = _show_once
-    from ..io import atomic
+    from ..hooks import WRITE_STARTED
 
-    if flush_warnings not in atomic.WRITE_STARTED_HOOKS:
-        atomic.WRITE_STARTED_HOOKS.append(flush_warnings)
+    if flush_warnings not in WRITE_STARTED:
+        WRITE_STARTED.append(flush_warnings)
     try:
         cli.main(args=argv, prog_name="cryoxplain", standalone_mode=True)
     except CryoxplainError as exc:  # raised outside a command (e.g. while loading one)

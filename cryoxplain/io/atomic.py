@@ -27,7 +27,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from ..errors import CryoxplainError, OutputExistsError, OutputLocationError, ParameterError
+from ..errors import OutputExistsError, OutputLocationError, ParameterError
+from ..hooks import write_started
 
 __all__ = ["atomic_path", "check_folder_writable", "check_output", "check_space", "disk_full_error",
            "input_files", "is_disk_full", "made_folders", "release_headroom", "reserve_headroom", "reserve_space", "same_file", "translate_os_error"]
@@ -38,8 +39,6 @@ __all__ = ["atomic_path", "check_folder_writable", "check_output", "check_space"
 _TMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-(?P<host>[0-9a-f]{4})\.[A-Za-z0-9_]{6,}\.tmp$")
 _TMPDIR_RE = re.compile(r"^\.cryoxplain-(?P<pid>\d+)-(?P<host>[0-9a-f]{4})-[A-Za-z0-9_]{6,}$")
 _MB = 1024 * 1024
-#: called when an output starts being written (the CLI prints the warnings it held back)
-WRITE_STARTED_HOOKS: list = []
 
 
 # ------------------------------------------------------------------------------------ inputs
@@ -367,9 +366,7 @@ def atomic_path(path: str | os.PathLike, force: bool = False, inputs: tuple = ()
     os.close(fd)
     os.unlink(tmp)  # writers create the file themselves
     tmp = Path(tmp)
-    for hook in WRITE_STARTED_HOOKS:
-        with contextlib.suppress(Exception):
-            hook()
+    write_started()  # the CLI prints the warnings it held back
     try:
         yield tmp
         if tmp.is_file():
