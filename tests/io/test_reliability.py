@@ -36,7 +36,7 @@ def test_output_that_is_an_input_is_refused_by_path_hard_link_and_symlink(tmp_pa
 
 
 @pytest.mark.parametrize("case", ["train_model", "train_history_input", "snr_plot", "equivariance_plot",
-                                  "denoise_model_file", "classify_csv", "explain_png"])
+                                  "denoise_model_file", "classify_csv", "explain_png", "simulate_source"])
 def test_every_command_refuses_to_write_over_an_input(tmp_path, capfd, monkeypatch, case):
     monkeypatch.chdir(tmp_path)
     n = write_stack(tmp_path / "n.mrcs", n=8, box=32, seed=1)
@@ -53,12 +53,18 @@ def test_every_command_refuses_to_write_over_an_input(tmp_path, capfd, monkeypat
         "denoise_model_file": ["denoise", n, "-m", model, "-o", model, "--force"],
         "classify_csv": ["classify", n, "-m", model, "-o", model, "--force"],
         "explain_png": ["explain", n, "-m", model, "--method", "gradient", "-o", "e.h5", "--png", "png", "--force"],
+        "simulate_source": ["simulate", "v_clean.mrcs", "--pixel-size", "5", "-n", "2", "--box", "16", "-o", "v",
+                            "--force"],  # the map is v_clean.mrcs, one of the outputs of prefix v
     }[case]
+    if case == "simulate_source":
+        from cryoxplain.io.mrc import write_mrc
+
+        write_mrc(tmp_path / "v_clean.mrcs", np.random.default_rng(0).random((16, 16, 16)), 5.0, kind="volume")
     if case == "train_history_input":  # the side output n.history.h5 is the noisy input
         os.replace(n, tmp_path / "n.history.h5")
         args[2] = tmp_path / "n.history.h5"
     before = snapshot(tmp_path)
-    code, out, err = run_cli([*args] + ([] if case == "snr_plot" else ["-d", "cpu"]), capfd)
+    code, out, err = run_cli([*args] + ([] if case in ("snr_plot", "simulate_source") else ["-d", "cpu"]), capfd)
     assert_clean_error(code, err, before, snapshot(tmp_path), what=case)
     assert "is also an input" in err
 
