@@ -34,8 +34,10 @@ def write_h5(path: str | os.PathLike, datasets: dict, attrs: dict | None = None,
     maps a group path to attributes set on that group (values h5py can store: numbers, strings).
     """
     attrs = _jsonable(dict(attrs or {}))
-    with atomic_path(path, force=force, inputs=inputs) as tmp:
+    size = _headroom(sum(np.asarray(a).nbytes for a in datasets.values() if a is not None))
+    with atomic_path(path, force=force, inputs=inputs, size=size) as tmp:
         with h5py.File(tmp, "w") as f:
+            reserve_headroom(tmp, size, final=path)  # libhdf5 must never meet a full disk
             f.attrs[JSON_ATTR] = json.dumps(attrs, sort_keys=True)
             for k, v in attrs.items():
                 if isinstance(v, (int, float, str, bool)) and v is not None:
@@ -53,7 +55,13 @@ def write_h5(path: str | os.PathLike, datasets: dict, attrs: dict | None = None,
                 g = f.require_group(group)
                 for k, v in gattrs.items():
                     g.attrs[k] = v
+        release_headroom(tmp)
     return Path(path)
+
+
+def _headroom(nbytes: int) -> int:
+    """Bytes to reserve for an HDF5 file of ``nbytes`` of data: +25 % and 1 MiB for its structures."""
+    return int(nbytes * 1.25) + 1024 * 1024
 
 
 def read_h5(path: str | os.PathLike) -> tuple[dict, dict]:
@@ -126,7 +134,7 @@ class StreamingH5:
         self.path, self.attrs, self.force, self.inputs = Path(path), dict(attrs or {}), force, inputs
         # expected bytes: checked against the free space, and reserved with headroom (+25 % + 1 MiB for
         # HDF5's own structures) so that libhdf5 never meets a full disk mid-write
-        self.size = None if not size else int(size * 1.25) + 1024 * 1024
+        self.size = None if not size else _headroom(size)
 
     def __enter__(self) -> h5py.File:
         self._ctx = atomic_path(self.path, force=self.force, inputs=self.inputs, size=self.size)
