@@ -21,6 +21,10 @@ class OutputExistsError(CryoxplainError):
     """An output file exists and ``force`` was not given."""
 
 
+class OutputLocationError(CryoxplainError):
+    """An output cannot be written where asked: a full disk, a read-only or unwritable folder."""
+
+
 class ParameterError(CryoxplainError):
     """A parameter value is out of range, of the wrong type or inconsistent with another."""
 

@@ -571,7 +571,7 @@ def evaluate_explanations(model, design, methods: Sequence[str], *, params: dict
     return {"rows": rows, "per_image": per, "maps": maps, "equivariance": eqv, "sanity": san, "info": info}
 
 
-def write_explanation_evaluation(result: dict, path, force: bool = False):
+def write_explanation_evaluation(result: dict, path, force: bool = False, inputs: tuple = ()):
     """The result of :func:`evaluate_explanations` as HDF5: ``maps/<name>``, ``metrics/<name>/<metric>``
     (per image) and the summary rows, equivariance, sanity and info in the attributes."""
     from .io.hdf5 import write_h5
@@ -584,4 +584,4 @@ def write_explanation_evaluation(result: dict, path, force: bool = False):
             ds[f"metrics/{name.replace(':', '_')}/{c}"] = np.asarray(v, np.float64)
     attrs = {"rows": result["rows"], "equivariance": result["equivariance"], "sanity": result["sanity"],
              "info": result["info"]}
-    return write_h5(path, ds, attrs, force=force)
+    return write_h5(path, ds, attrs, force=force, inputs=inputs)

@@ -11,7 +11,7 @@ from .errors import DeviceError
 
 
 def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
-    """Turn ``auto|cpu|cuda|cuda:N`` into a :class:`torch.device`.
+    """Turn ``auto|cpu|cuda|cuda:N`` (or Topaz's ``N`` / ``-1`` for GPU N / the CPU) into a :class:`torch.device`.
 
     ``auto`` takes the first GPU when CUDA is available and the CPU otherwise.  Asking for
     ``cuda`` explicitly when no GPU is visible is an error (never a silent CPU fallback).
@@ -19,6 +19,8 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
     if isinstance(spec, torch.device):
         spec = str(spec)
     spec = (spec or "auto").strip().lower()
+    if spec.lstrip("-").isdigit():  # Topaz's -d N (GPU N) and -d -1 (CPU)
+        spec = "cpu" if int(spec) < 0 else f"cuda:{int(spec)}"
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if spec == "cpu":

@@ -42,7 +42,9 @@ def classify_stack(model, stack, output: str | os.PathLike | None = None, *, bat
     from ..utils import resolve_device
 
     dev = resolve_device(device)
-    inputs = (stack,) if isinstance(stack, (str, os.PathLike)) else ()
+    from ..io.atomic import input_files
+
+    inputs = input_files(stack, model)  # the stack and the model file
     if output is not None:
         check_output(output, force=force, inputs=inputs)
     net, info = load_model(model, device=dev, task="classify")

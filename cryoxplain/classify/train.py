@@ -35,6 +35,7 @@ from ..imaging.normalize import NORMALIZATION, normalize_images
 from ..training import (Callback, Task, TrainConfig, data_checksum, fit, prepare_outputs,
                         seeded_model)
 from ..io.jsonutil import jsonable
+from ..training.history import discard_unresumable_history
 from ..training.data import load_images
 
 __all__ = ["AUGMENTATIONS", "ClassifierResult", "ClassifyTask", "DEFAULT_CONFIG", "confusion_matrix", "load_labelled",
@@ -253,8 +254,10 @@ def train_classifier(stacks: Sequence | None = None, *, images=None, labels=None
     task = ClassifyTask(x[tr], y[tr], x[va], y[va], augment=cfg.augment, eval_batch=cfg.batch_size)
     run_settings = {"task": "classify", "arch": arch, "config": acfg, "class_names": names,
                     "n_train": int(len(tr)), "n_val": int(len(va)), "data_sha1": data_checksum(x, y)}
-    res = fit(model, task, cfg, settings=run_settings, callbacks=callbacks, history_path=hist_path,
-              checkpoint_path=ckpt_path, history_attrs={"normalization": NORMALIZATION}, report=report, device=dev)
+    with discard_unresumable_history(hist_path, ckpt_path):  # a run that never checkpointed leaves nothing
+        res = fit(model, task, cfg, settings=run_settings, callbacks=callbacks, history_path=hist_path,
+                  checkpoint_path=ckpt_path, history_attrs={"normalization": NORMALIZATION}, report=report,
+                  device=dev)
     _, train_acc, _ = task.predict(model, task.x_tr, task.y_tr, dev)
     if len(va):
         _, val_acc, pred = task.predict(model, task.x_val, task.y_val, dev)

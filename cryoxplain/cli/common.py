@@ -5,7 +5,7 @@ import click
 
 device_option = click.option(
     "--device", "-d", default="auto", show_default=True,
-    help="Compute device: auto (GPU if available), cpu, cuda or cuda:N.")
+    help="Compute device: auto (GPU if available), cpu, cuda or cuda:N; Topaz's -d N (GPU N) and -d -1 (CPU) work too.")
 seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Random seed (reproducible on the same device).")
 force_option = click.option("--force", is_flag=True, help="Overwrite existing output files.")
 batch_size_option = click.option("--batch-size", "-b", type=click.IntRange(min=1), default=64, show_default=True,
@@ -15,7 +15,7 @@ project_dir_option = click.option(
     help="Particle files: directory the stack paths are relative to, as in RELION "
          "(default: the current directory, then the STAR/.cs file's folder).")
 pixel_size_option = click.option(
-    "--pixel-size", type=click.FloatRange(min=0, min_open=True), default=None,
+    "--pixel-size", "--angpix", "pixel_size", type=click.FloatRange(min=0, min_open=True), default=None,
     help="Pixel size in Å/px, overriding the file headers and the STAR/.cs metadata.")
 
 
@@ -38,3 +38,10 @@ class LazyGroup(click.Group):
             mod, attr = self.lazy_commands[name].split(":")
             return getattr(importlib.import_module(f"{__package__}.{mod}"), attr)
         return super().get_command(ctx, name)
+
+
+def input_files(*specs, project_dir=None) -> tuple:
+    """:func:`cryoxplain.io.atomic.input_files` (imported when used, so ``--help`` stays fast)."""
+    from ..io.atomic import input_files as _files
+
+    return _files(*specs, project_dir=project_dir)

@@ -10,7 +10,7 @@ import json
 
 import click
 
-from .common import batch_size_option, device_option, force_option, seed_option, project_dir_option
+from .common import batch_size_option, device_option, force_option, input_files, seed_option, project_dir_option
 
 
 class _Degrees(click.ParamType):
@@ -68,14 +68,15 @@ def equivariance(stack, model, n_images, n_offgrid, angles, method, radius, tape
     from ..io.atomic import check_output
     from ..metrics.plots import plot_equivariance
 
+    inputs = input_files(stack, model, project_dir=project_dir)
     if plot:
-        check_output(plot, force=force, inputs=(stack,))
+        check_output(plot, force=force, inputs=inputs)
     rep, info = evaluate_stack_equivariance(stack, model, n_images=n_images, n_offgrid=n_offgrid, seed=seed,
                                             device=device, batch_size=batch_size, method=method,
                                             angles_deg=angles, radius=radius, taper=taper,
                                             project_dir=project_dir, stack_header=stack_header or None)
     if plot:
-        plot_equivariance(rep, plot, force=force, title=f"{info.arch} model on {click.format_filename(stack)}")
+        plot_equivariance(rep, plot, force=force, inputs=inputs, title=f"{info.arch} model on {click.format_filename(stack)}")
     if as_json:
         d = rep.to_dict()
         d.update(model=info.path, arch=info.arch, stack=str(stack))

@@ -11,7 +11,7 @@ import json
 
 import click
 
-from .common import batch_size_option, device_option, force_option, seed_option
+from .common import batch_size_option, device_option, force_option, input_files, seed_option
 
 
 def _params(items) -> dict:
@@ -66,12 +66,12 @@ def explanations(design, model, methods, params, target, n_images, tolerances, b
     if design is None:
         raise ParameterError("give --design (p1, d1, d2, d3a or a design .h5 file)")
     if output:
-        check_output(output, force=force)
+        check_output(output, force=force, inputs=input_files(model, design))
     res = evaluate_explanations(model, design, list(methods), params=_params(params), target=target, n_images=n_images,
                                 references=not no_references, tolerances=tuple(tolerances), baselines=tuple(baselines),
                                 n_subsets=n_subsets, sanity=sanity, seed=seed, device=device, batch_size=batch_size)
     if output:
-        write_explanation_evaluation(res, output, force=force)
+        write_explanation_evaluation(res, output, force=force, inputs=input_files(model, design))
     if as_json:
         click.echo(json.dumps({k: res[k] for k in ("rows", "equivariance", "sanity", "info")}, indent=1,
                               default=lambda o: None))

@@ -9,7 +9,7 @@ import json
 
 import click
 
-from .common import batch_size_option, force_option
+from .common import batch_size_option, force_option, input_files
 
 
 @click.command("snr")
@@ -18,7 +18,7 @@ from .common import batch_size_option, force_option
 @click.option("--noisy", type=click.Path(dir_okay=False), help="The noisy input, for SNR_in and the gain.")
 @click.option("--mask", type=click.Choice(["disc", "none"]), default="disc", show_default=True,
               help="Pixels used for SNR and PSNR: the disc inscribed in the box, or all.")
-@click.option("--pixel-size", type=float, default=None, help="Å/pixel (default: from the clean file's header).")
+@click.option("--pixel-size", "--angpix", "pixel_size", type=float, default=None, help="Å/pixel (default: from the clean file's header).")
 @click.option("--data-range", type=float, default=None,
               help="PSNR data range (default: each clean image's max − min inside the mask).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (incl. the FRC curve) instead of the table.")
@@ -35,12 +35,13 @@ def snr(clean, estimate, noisy, mask, pixel_size, data_range, as_json, plot, bat
     from ..metrics.plots import plot_frc
     from ..metrics.report import format_snr_table
 
+    inputs = input_files(clean, estimate, noisy)
     if plot:
-        check_output(plot, force=force)
+        check_output(plot, force=force, inputs=inputs)
     res = evaluate_snr_files(clean, estimate, noisy=noisy, mask=mask, pixel_size=pixel_size, data_range=data_range,
                              batch_size=batch_size)
     if plot:
-        plot_frc(res, plot, force=force)
+        plot_frc(res, plot, force=force, inputs=inputs)
     if as_json:
         click.echo(json.dumps(res, indent=1, default=lambda o: None))
     else:

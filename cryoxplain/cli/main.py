@@ -42,14 +42,29 @@ class CryoxplainGroup(LazyGroup):
 
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
-        except CryoxplainError as exc:
+            out = super().invoke(ctx)
+        except click.UsageError as exc:  # one line, not click's usage block
+            _drop_pending_warnings()
+            where = exc.ctx.command_path if exc.ctx is not None else "cryoxplain"
+            click.echo(f"cryoxplain: error: {' '.join(exc.format_message().split())} "
+                       f"(see {where} --help)", err=True)
+            ctx.exit(exc.exit_code)
+        except (CryoxplainError, OSError) as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
+            if isinstance(exc, OSError):  # a write failure the library did not name: full disk, read-only
+                from ..io.atomic import translate_os_error
+
+                exc = translate_os_error(exc, Path(getattr(exc, "filename", None) or "."))
+                if not isinstance(exc, CryoxplainError):
+                    raise
+            _drop_pending_warnings()  # the error says it; warnings that led to it would only repeat it
             name = ctx.invoked_subcommand
             cmd = self.get_command(ctx, name) if name else None
             click.echo(f"cryoxplain: error: {_one_line(exc, cmd)}", err=True)
             ctx.exit(exc.exit_code)
+        flush_warnings()
+        return out
 
 
 def _one_line(exc: BaseException, command: click.Command | None = None) -> str:
@@ -111,13 +126,31 @@ _SHOWN: set[str] = set()
 _default_show = warnings.showwarning
 
 
+_PENDING: list = []
+
+
 def _show_once(message, category, filename, lineno, file=None, line=None):
-    """Say each distinct warning once per run (a file's quirk is found by several readers)."""
+    """Say each distinct warning once per run (a file's quirk is found by several readers).
+
+    Warnings are held back until the command starts writing its first output (or ends), so that a
+    bad input gives one error line, not the warnings leading up to it."""
     key = f"{category.__name__}:{message}"
     if key in _SHOWN:
         return
     _SHOWN.add(key)
-    _default_show(message, category, filename, lineno, file, line)
+    _PENDING.append((message, category, filename, lineno, file, line))
+
+
+def flush_warnings() -> None:
+    """Print the warnings held back so far (see :func:`_show_once`)."""
+    while _PENDING:
+        _default_show(*_PENDING.pop(0))
+
+
+def _drop_pending_warnings() -> None:
+    for message, category, *_ in _PENDING:
+        _SHOWN.discard(f"{category.__name__}:{message}")
+    _PENDING.clear()
 
 
 def main(argv=None):
@@ -127,8 +160,15 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, _terminate)
     warnings.formatwarning = _format_warning
     warnings.showwarning = _show_once
+    from ..hooks import WRITE_STARTED
+
+    if flush_warnings not in WRITE_STARTED:
+        WRITE_STARTED.append(flush_warnings)
     try:
         cli.main(args=argv, prog_name="cryoxplain", standalone_mode=True)
     except CryoxplainError as exc:  # raised outside a command (e.g. while loading one)
+        _drop_pending_warnings()
         click.echo(f"cryoxplain: error: {_one_line(exc)}", err=True)
         sys.exit(exc.exit_code)
+    finally:
+        flush_warnings()

@@ -37,15 +37,17 @@ class SnrType(click.ParamType):
               help="Output prefix: writes PREFIX_clean.mrcs, PREFIX_noisy.mrcs[, PREFIX_noisy2.mrcs], PREFIX.star, PREFIX.h5.")
 @click.option("-n", "--num-particles", "n", type=click.IntRange(min=1), default=1000, help="Number of particles.")
 @click.option("--box", type=click.IntRange(min=8), default=None, help="Box size in pixels [default: the density's box].")
-@click.option("--pixel-size", "--apix", "pixel_size", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--pixel-size", "--apix", "--angpix", "pixel_size", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Pixel size in Å. Required for atomic models and for maps whose header voxel size is 0; "
                    "resamples a map with a different voxel size. Phantom default: 1.")
-@click.option("--snr", type=SnrType(), default="1/4", help="Signal-to-noise ratio of the additive Gaussian noise "
-              "(variance of the clean image over the box's inscribed disc / noise variance); e.g. 0.25, 1/64, none.")
+@click.option("--snr", type=SnrType(), default="1/4", show_default="1/4; none with --dose",
+              help="Signal-to-noise ratio of the additive Gaussian noise "
+              "(variance of the clean image over the box's inscribed disc / noise variance); e.g. 0.25, 1/64, none. "
+              "With --dose and no --snr only shot noise is added.")
 @click.option("--noise-scale", type=click.Choice(["image", "stack"]), default="image",
               help="σ per image (every image at the SNR) or one σ for the stack (SNR met on average).")
 @click.option("--dose", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Add Poisson shot noise at this dose (e⁻/Å²).")
+              help="Add Poisson shot noise at this dose (e⁻/Å²); Gaussian noise is added on top only when --snr is given.")
 @click.option("--contrast", type=click.FloatRange(min=0, max=1, min_open=True), default=0.1,
               help="Image contrast for the Poisson model (with --dose).")
 @click.option("--paired", is_flag=True, help="Also write a second, independent noisy copy (Noise2Noise).")
@@ -77,18 +79,23 @@ def simulate(source, phantom, prefix, n, box, pixel_size, snr, noise_scale, dose
       cryoxplain simulate map.mrc --pixel-size 5 -n 2000 --box 64 --snr 1/64 --paired -o sim/ribo
       cryoxplain simulate model.cif --pixel-size 1.5 --box 128 --ctf --dose 40 -o sim/model
     """
+    from pathlib import Path
+
     from ..errors import ParameterError
     from ..sim import CTFParams, load_density, simulate_to_files
     from ..sim.simulate import simulation_paths
-    from ..io.atomic import check_output
+    from ..io.atomic import check_output, made_folders
     from ..utils import resolve_device
 
     if phantom == bool(source):
         raise ParameterError("give exactly one density: a SOURCE file (PDB/mmCIF/MRC) or --phantom")
+    ctx = click.get_current_context()
+    if dose and ctx.get_parameter_source("snr") == click.core.ParameterSource.DEFAULT:
+        snr = None  # --dose alone: shot noise only (docs/simulate.md)
     dev = resolve_device(device)
     # refuse existing outputs before any work is done
     for p in simulation_paths(prefix, paired=paired, ctf=use_ctf).values():
-        check_output(p, force=force, inputs=(source,) if source else ())
+        check_output(p, force=force, inputs=(source,) if source else (), folder_must_exist=False)
     if phantom:
         density = load_density("phantom", pixel_size or 1.0, box=box or 64, seed=seed)
     else:
@@ -97,10 +104,11 @@ def simulate(source, phantom, prefix, n, box, pixel_size, snr, noise_scale, dose
     if use_ctf:
         ctf = CTFParams(defocus_min=defocus_min, defocus_max=defocus_max, astigmatism=astigmatism, voltage=voltage,
                         cs=cs, amplitude_contrast=amplitude_contrast, bfactor=bfactor)
-    paths, meta, params = simulate_to_files(
-        density, n, prefix, box=box, pixel_size=None, snr=snr, seed=seed, ctf=ctf, dose=dose, paired=paired,
-        noise_scale=noise_scale, contrast=contrast, device=str(dev), batch_size=batch_size, dtype=dtype,
-        force=force, inputs=(source,) if source else ())
+    with made_folders(Path(prefix).parent):  # -o sim/ribo creates sim/ (removed again on failure)
+        paths, meta, params = simulate_to_files(
+            density, n, prefix, box=box, pixel_size=None, snr=snr, seed=seed, ctf=ctf, dose=dose, paired=paired,
+            noise_scale=noise_scale, contrast=contrast, device=str(dev), batch_size=batch_size, dtype=dtype,
+            force=force, inputs=(source,) if source else ())
     snr_m = meta["snr_measured"]
     click.echo(f"simulated {n} particles, box {params['box']} px, pixel size {params['pixel_size']:g} Å, "
                f"seed {seed}; measured SNR mean {snr_m.mean():.4g} (Gaussian-noise SNR requested: "

@@ -21,6 +21,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ import torch
 from ..errors import FileQuirkWarning, InputFileError, ParameterError, ShapeError
 from ..imaging.batch import as_image_stack
 from ..imaging.normalize import denormalize, normalize
-from ..io.atomic import atomic_path, check_output
+from ..io.atomic import atomic_path, check_output, input_files, made_folders
 from ..io.mrc import StackWriter, open_stack, sniff, write_mrc
 from ..models.protocol import inference_form, model_input_shape, model_receptive_radius
 from ..models.registry import load_model
@@ -143,6 +144,36 @@ def _as_denoiser(model, device) -> Denoiser:
     return model if isinstance(model, Denoiser) else Denoiser(model, device=device)
 
 
+def _inputs(input_path, den: Denoiser) -> tuple:
+    """What a run reads: the input and the model file (never to be written over)."""
+    return input_files(input_path, getattr(den.info, "path", None))
+
+
+def _scan(src, stack=None, project_dir=None, pixel_size=None) -> None:
+    """Read every image of an input once (bounded memory), so a NaN or truncated file is found
+    before any output of a multi-input run is written."""
+    from ..io.particles import open_images
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FileQuirkWarning)
+        images = open_images(src, project_dir=project_dir, pixel_size=pixel_size, stack=stack)
+        try:
+            for _ in images.batches(256):
+                pass
+        finally:
+            close = getattr(images, "close", None)
+            if close is not None:
+                close()
+
+
+def _complete_note(exc: BaseException, done: list) -> None:
+    """Add to a multi-input run's error which outputs were completed before it."""
+    note = ("; complete outputs: " + ", ".join(str(p) for p in done) if done
+            else "; no output was completed")
+    with contextlib.suppress(Exception):
+        exc.args = (f"{exc.args[0]}{note}",) + tuple(exc.args[1:]) if exc.args else (note[2:],)
+
+
 def denoise_stack(input_path: str | os.PathLike, output_path: str | os.PathLike, model="default", *,
                   batch_size: int = 64, device: str = "auto", patch_size: int = DEFAULT_PATCH,
                   padding: int | None = None, force: bool = False, dtype: str = "float32",
@@ -156,13 +187,13 @@ def denoise_stack(input_path: str | os.PathLike, output_path: str | os.PathLike,
 
     if batch_size < 1:
         raise ParameterError(f"batch size must be ≥ 1, got {batch_size}")
-    check_output(output_path, force=force, inputs=(input_path,))
+    check_output(output_path, force=force, inputs=input_files(input_path, model))
     den = _as_denoiser(model, device)
     with open_stack(input_path, stack=stack) as st:
         den.check_shape(st.image_shape, str(input_path))
         big = max(st.image_shape) > patch_size and den.input_shape is None
         with StackWriter(output_path, st.shape, st.voxel_size, kind="stack", dtype=dtype,
-                         force=force, inputs=(input_path,)) as writer:
+                         force=force, inputs=_inputs(input_path, den)) as writer:
             with tqdm(total=len(st), unit="img", desc=Path(input_path).name,
                       disable=None if progress is None else not progress) as bar:
                 for start, batch in st.batches(batch_size):
@@ -188,18 +219,19 @@ def denoise_particles(particle_file, out_dir, model="default", *, project_dir=No
     """
     if batch_size < 1:
         raise ParameterError(f"batch size must be ≥ 1, got {batch_size}")
-    writer = _particle_writer(particle_file, out_dir, project_dir, pixel_size, suffix, force, dtype)
+    writer = _particle_writer(particle_file, out_dir, project_dir, pixel_size, suffix, force, dtype, model)
     den = _as_denoiser(model, device)
     return _run_particles(writer, den, batch_size, patch_size, padding, progress)
 
 
-def _particle_writer(particle_file, out_dir, project_dir, pixel_size, suffix, force, dtype):
+def _particle_writer(particle_file, out_dir, project_dir, pixel_size, suffix, force, dtype, model=None):
     """Open the set and build its writer, which checks every output before any work."""
     from ..io.particles import ParticleSet, ParticleSetWriter, open_particles
 
     ps = particle_file if isinstance(particle_file, ParticleSet) else open_particles(
         particle_file, project_dir, pixel_size=pixel_size)
-    return ParticleSetWriter(ps, out_dir, suffix=suffix, force=force, dtype=dtype, pixel_size=pixel_size)
+    return ParticleSetWriter(ps, out_dir, suffix=suffix, force=force, dtype=dtype, pixel_size=pixel_size,
+                             inputs=input_files(model))
 
 
 def _run_particles(writer, den: Denoiser, batch_size, patch_size, padding, progress) -> Path:
@@ -321,7 +353,7 @@ def denoise_micrograph(input_path: str | os.PathLike, output_path: str | os.Path
         raise ParameterError(f"unknown output format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if pixel_size is not None and not (np.isfinite(pixel_size) and pixel_size > 0):
         raise ParameterError(f"pixel_size must be a positive number of Å, got {pixel_size}")
-    check_output(output_path, force=force, inputs=(input_path,))
+    check_output(output_path, force=force, inputs=input_files(input_path, model))
     den = _as_denoiser(model, device)
     with open_stack(input_path) as st:
         if len(st) != 1:
@@ -341,7 +373,7 @@ def denoise_micrograph(input_path: str | os.PathLike, output_path: str | os.Path
         y0, x0 = (shape[0] - plan.crop[0]) // 2, (shape[1] - plan.crop[1]) // 2
         res = np.pad(up, ((y0, shape[0] - plan.crop[0] - y0), (x0, shape[1] - plan.crop[1] - x0)), mode="edge")
         out_px = px
-    _write_image(Path(output_path), res, out_px, fmt, force, (input_path,))
+    _write_image(Path(output_path), res, out_px, fmt, force, _inputs(input_path, den))
     return Path(output_path)
 
 
@@ -377,13 +409,14 @@ class _Job:
 
 def plan_outputs(inputs: Sequence, output, fmt: str = "mrc", suffix: str = "") -> list[tuple[Path, Path]]:
     """Map inputs to output paths: one input → ``output`` is the file unless it is an existing
-    folder; several inputs → ``output`` is a folder and each file is ``<stem><suffix>.<ext>``
+    folder or ends in ``/``; several inputs → ``output`` is a folder and each file is ``<stem><suffix>.<ext>``
     (MRC keeps the input's extension)."""
     inputs = [Path(p) for p in inputs]
     if not inputs:
         raise ParameterError("no input files given")
+    folder = str(output).endswith(("/", os.sep))  # a trailing slash names a folder
     out = Path(output)
-    if len(inputs) == 1 and not out.is_dir():
+    if len(inputs) == 1 and not out.is_dir() and not folder:
         return [(inputs[0], out)]
     if out.exists() and not out.is_dir():
         raise ParameterError(f"{out} is a file; with several inputs the output must be a folder")
@@ -437,21 +470,34 @@ def denoise_files(inputs: Iterable, output, model="default", *, batch_size: int 
             raise ParameterError(f"{src}: a particle stack can only be written as MRC, not {fmt}")
         jobs.append(_Job(src, dst, info.kind))
     den = _as_denoiser(model, device)  # fails before any output when the model is bad
+    all_inputs = input_files(*[s for s, _ in pairs], getattr(den.info, "path", None))
     for j in jobs:
-        if j.dst.parent != Path(".") and not j.dst.parent.exists() and len(jobs) > 1:
-            j.dst.parent.mkdir(parents=True, exist_ok=True)
-        check_output(j.dst, force=force, inputs=[s for s, _ in pairs])
+        check_output(j.dst, force=force, inputs=all_inputs, folder_must_exist=False)
         if j.kind == "stack" or den.input_shape is not None:
             with warnings.catch_warnings():  # header quirks were reported by the first sniff
                 warnings.simplefilter("ignore", FileQuirkWarning)
                 den.check_shape(sniff(j.src, stack=stack).image_shape, str(j.src))
-    done = []
-    for j in jobs:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FileQuirkWarning)
-            done.append(denoise_file(j.src, j.dst, den, batch_size=batch_size, patch_size=patch_size,
-                                     padding=padding, force=force, fmt=fmt, progress=progress, stack=stack,
-                                     pixel_size=pixel_size, bin=bin, upsample=upsample))
+    if len(jobs) > 1:  # every input is read once before the first output is written
+        for j in jobs:
+            _scan(j.src, stack=stack if j.kind == "stack" else None)
+    done: list = []
+    folders = sorted({j.dst.parent for j in jobs if not j.dst.parent.exists()}, key=lambda p: len(p.parts))
+    with contextlib.ExitStack() as made:
+        for d in folders:
+            made.enter_context(made_folders(d))  # removed again if the run fails
+        for j in jobs:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", FileQuirkWarning)
+                    done.append(denoise_file(j.src, j.dst, den, batch_size=batch_size, patch_size=patch_size,
+                                             padding=padding, force=force, fmt=fmt, progress=progress,
+                                             stack=stack, pixel_size=pixel_size, bin=bin, upsample=upsample))
+            except Exception as exc:
+                if len(jobs) > 1:
+                    _complete_note(exc, done)
+                if done:  # keep the folders that hold complete outputs
+                    made.pop_all()
+                raise
     return done
 
 
@@ -463,7 +509,7 @@ def _denoise_particle_files(inputs, out_dir, model, *, batch_size, device, patch
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ParameterError(f"{out} is a file; particle sets are written into an output folder")
-    writers = [_particle_writer(p, out, project_dir, pixel_size, suffix, force, "float32") for p in inputs]
+    writers = [_particle_writer(p, out, project_dir, pixel_size, suffix, force, "float32", model) for p in inputs]
     seen: dict = {}
     for w in writers:
         for p in [w.output_path, *w.stack_paths]:
@@ -474,4 +520,16 @@ def _denoise_particle_files(inputs, out_dir, model, *, batch_size, device, patch
     den = _as_denoiser(model, device)  # fails before any output when the model is bad
     for w in writers:
         den.check_shape(w.ps.image_shape, str(w.ps.path))
-    return [_run_particles(w, den, batch_size, patch_size, padding, progress) for w in writers]
+    if len(writers) > 1:  # every input is read once before the first output is written
+        for w in writers:
+            for _ in w.ps.batches(256):
+                pass
+    done: list = []
+    for w in writers:
+        try:
+            done.append(_run_particles(w, den, batch_size, patch_size, padding, progress))
+        except Exception as exc:
+            if len(writers) > 1:
+                _complete_note(exc, done)
+            raise
+    return done

@@ -157,5 +157,9 @@ def _micrographs(project, job, job_abs, star, model, device, pixel_size, bin, up
         if v > 0 and (star_px is None or abs(v - star_px) > 1e-6 * v):
             updates[("optics", "rlnMicrographPixelSize")] = [v] * optics.n_rows
     out = job_abs / "micrographs_denoised.star"
-    out.write_text(rewrite_star_text(star_abs.read_text(), updates, where=str(star)))
+    from ..io.atomic import atomic_path
+
+    text = rewrite_star_text(star_abs.read_text(), updates, where=str(star))
+    with atomic_path(out, force=True, inputs=(star_abs, *srcs)) as tmp:
+        tmp.write_text(text)
     return _rel(out, project)

@@ -35,6 +35,7 @@ from ..training import (Callback, Task, TrainConfig, checkpoint_path_for, data_c
                         history_path_for, load_checkpoint, prepare_outputs, read_history, seeded_model)
 from ..io.jsonutil import jsonable
 from ..training.data import load_images
+from ..training.history import discard_unresumable_history
 from ..utils import resolve_device
 
 __all__ = ["AUGMENTATIONS", "DenoiseTask", "TrainResult", "checkpoint_path_for", "history_path_for",
@@ -251,8 +252,9 @@ def train_denoiser(noisy=None, clean=None, noisy2=None, *, arch: str = "cartesia
                     "mode": "noise2noise" if noisy2 is not None else "supervised"}
     del x_np, n2_np
 
-    res = fit(model, task, cfg, settings=run_settings, callbacks=callbacks, history_path=hist_path,
-              checkpoint_path=ckpt_path, history_attrs={"normalization": NORMALIZATION}, device=dev)
+    with discard_unresumable_history(hist_path, ckpt_path):  # a run that never checkpointed leaves nothing
+        res = fit(model, task, cfg, settings=run_settings, callbacks=callbacks, history_path=hist_path,
+                  checkpoint_path=ckpt_path, history_attrs={"normalization": NORMALIZATION}, device=dev)
     history = res.history
     if out is not None:
         training = {"settings": {**cfg.settings(), **run_settings}, "epochs": cfg.epochs, "normalization": NORMALIZATION,

@@ -29,7 +29,8 @@ def symmetric_limit(attribution: np.ndarray, percentile: float = 99.5) -> float:
 
 
 def render_overlay(image: np.ndarray, attribution: np.ndarray, path: str | os.PathLike, *,
-                   title: str = "", label: str = "attribution", alpha: float = 0.6, force: bool = False) -> Path:
+                   title: str = "", label: str = "attribution", alpha: float = 0.6, force: bool = False,
+                   inputs: tuple = ()) -> Path:
     """Write a 3-panel PNG (particle | attribution | overlay) atomically; return its path."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -58,6 +59,6 @@ def render_overlay(image: np.ndarray, attribution: np.ndarray, path: str | os.Pa
     cb.set_label(f"{label} (red > 0 > blue)")
     if title:
         fig.suptitle(title, fontsize=10)
-    with atomic_path(path, force=force) as tmp:
+    with atomic_path(path, force=force, inputs=inputs) as tmp:
         fig.savefig(tmp, format="png")
     return Path(path)

@@ -136,6 +136,8 @@ def explain_stack(model, stack, output, *, method: str, params: dict | None = No
 
     # outputs are checked before any work, so a refused overwrite costs nothing
     inputs_paths = (stack,) if isinstance(stack, (str, os.PathLike)) else ()
+    if isinstance(model, (str, os.PathLike)) and Path(model).exists():
+        inputs_paths += (model,)  # the model file is an input too
     out_path = check_output(output, force=force, inputs=inputs_paths)
     if html is not None:
         check_output(html, force=force, inputs=inputs_paths)
@@ -151,6 +153,8 @@ def explain_stack(model, stack, output, *, method: str, params: dict | None = No
     if owned:
         images = open_images(stack, project_dir=project_dir)
         voxel_size, source = images.voxel_size, str(stack)
+        ps = getattr(images, "particles", None)
+        inputs_paths += tuple(ps.stacks) if ps is not None else ()  # a particle file's stacks
     else:
         from ..imaging.batch import as_image_stack
 
@@ -169,9 +173,8 @@ def explain_stack(model, stack, output, *, method: str, params: dict | None = No
                 raise ParameterError(f"png_dir {png_dir} exists and is not a folder")
             stem = Path(source).stem if owned else "particle"
             pngs = [png_dir / f"{stem}_{i:06d}.png" for i in range(min(n, png_limit))]
-            existing = [p for p in pngs if p.exists()]
-            if existing and not force:
-                raise ParameterError(f"{existing[0]} exists; pass force=True to overwrite the PNGs")
+            for p in pngs:  # side outputs: never an input, replaced only with force
+                check_output(p, force=force, inputs=inputs_paths, folder_must_exist=False)
         provenance = {
             "cryoxplain_version": __version__,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -187,7 +190,7 @@ def explain_stack(model, stack, output, *, method: str, params: dict | None = No
         keep = max(png_limit if png_dir is not None else 0, html_limit if html is not None else 0)
         max_gap = None
         root_attrs = dict(provenance, provenance=provenance)
-        with StreamingH5(out_path, root_attrs, force=force, inputs=inputs_paths) as hf:
+        with StreamingH5(out_path, root_attrs, force=force, inputs=inputs_paths, size=4 * n * h * w) as hf:
             grp = hf.create_group("attribution")
             for start, batch in images.batches(batch_size):
                 x = torch.from_numpy(np.array(batch, dtype=np.float32)).to(dev)[:, None]
@@ -216,7 +219,7 @@ def explain_stack(model, stack, output, *, method: str, params: dict | None = No
             png_dir.mkdir(parents=True, exist_ok=True)
             maps, ins = np.concatenate(keep_maps), np.concatenate(keep_inputs)
             for i, p in enumerate(pngs):
-                render_overlay(ins[i], maps[i], p, force=True, label=f"{method}",
+                render_overlay(ins[i], maps[i], p, force=True, inputs=inputs_paths, label=f"{method}",
                                title=f"{Path(source).name} #{i} · {method} · target {tgt.describe()}")
                 result.png_files.append(p)
         if html is not None and keep_parts:

@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 
 from ..errors import InputFileError
-from .atomic import atomic_path
+from .atomic import atomic_path, release_headroom, reserve_headroom
 
 JSON_ATTR = "cryoxplain_json"
 
@@ -34,8 +34,10 @@ def write_h5(path: str | os.PathLike, datasets: dict, attrs: dict | None = None,
     maps a group path to attributes set on that group (values h5py can store: numbers, strings).
     """
     attrs = _jsonable(dict(attrs or {}))
-    with atomic_path(path, force=force, inputs=inputs) as tmp:
+    size = _headroom(sum(np.asarray(a).nbytes for a in datasets.values() if a is not None))
+    with atomic_path(path, force=force, inputs=inputs, size=size) as tmp:
         with h5py.File(tmp, "w") as f:
+            reserve_headroom(tmp, size, final=path)  # libhdf5 must never meet a full disk
             f.attrs[JSON_ATTR] = json.dumps(attrs, sort_keys=True)
             for k, v in attrs.items():
                 if isinstance(v, (int, float, str, bool)) and v is not None:
@@ -53,7 +55,13 @@ def write_h5(path: str | os.PathLike, datasets: dict, attrs: dict | None = None,
                 g = f.require_group(group)
                 for k, v in gattrs.items():
                     g.attrs[k] = v
+        release_headroom(tmp)
     return Path(path)
+
+
+def _headroom(nbytes: int) -> int:
+    """Bytes to reserve for an HDF5 file of ``nbytes`` of data: +25 % and 1 MiB for its structures."""
+    return int(nbytes * 1.25) + 1024 * 1024
 
 
 def read_h5(path: str | os.PathLike) -> tuple[dict, dict]:
@@ -121,14 +129,20 @@ class StreamingH5:
     yields an open ``h5py.File`` on a temporary sibling, renamed onto ``path`` when the block
     succeeds (deleted on error).  ``attrs`` are written first: dicts/lists/None as JSON strings."""
 
-    def __init__(self, path: str | os.PathLike, attrs: dict | None = None, *, force: bool = False, inputs: tuple = ()):
+    def __init__(self, path: str | os.PathLike, attrs: dict | None = None, *, force: bool = False, inputs: tuple = (),
+                 size: int | None = None):
         self.path, self.attrs, self.force, self.inputs = Path(path), dict(attrs or {}), force, inputs
+        # expected bytes: checked against the free space, and reserved with headroom (+25 % + 1 MiB for
+        # HDF5's own structures) so that libhdf5 never meets a full disk mid-write
+        self.size = None if not size else _headroom(size)
 
     def __enter__(self) -> h5py.File:
-        self._ctx = atomic_path(self.path, force=self.force, inputs=self.inputs)
-        tmp = self._ctx.__enter__()
+        self._ctx = atomic_path(self.path, force=self.force, inputs=self.inputs, size=self.size)
+        tmp = self._tmp = self._ctx.__enter__()
         try:
             self._file = h5py.File(tmp, "w")
+            if self.size:
+                reserve_headroom(tmp, self.size, final=self.path)
             for k, v in self.attrs.items():
                 self._file.attrs[k] = (json.dumps(_jsonable(v), default=str)
                                        if isinstance(v, (dict, list, tuple)) or v is None else v)
@@ -138,5 +152,11 @@ class StreamingH5:
         return self._file
 
     def __exit__(self, *exc):
-        self._file.close()
+        try:
+            self._file.close()
+        except Exception as err:  # e.g. a full disk met while flushing
+            if exc[0] is None:
+                return self._ctx.__exit__(type(err), err, err.__traceback__)
+        if self.size:
+            release_headroom(self._tmp)
         return self._ctx.__exit__(*exc)

@@ -32,7 +32,7 @@ import mrcfile
 import numpy as np
 
 from ..errors import FileQuirkWarning, InputFileError, ParameterError, ShapeError
-from .atomic import atomic_path
+from .atomic import atomic_path, reserve_space
 
 SUPPORTED_MODES = {0: np.int8, 1: np.int16, 2: np.float32, 6: np.uint16, 12: np.float16}
 OUTPUT_DTYPES = {"float32": np.float32, "float16": np.float16}
@@ -241,8 +241,12 @@ def sniff(path: str | os.PathLike, permissive: bool = False, stack: bool | None 
         nsymbt = int(h.nsymbt)
         ispg = int(h.ispg)
         nversion = int(h.nversion)
+        axes = (int(h.mapc), int(h.mapr), int(h.maps))
         voxel = _voxel_size(mrc)
         meta = fei_metadata(mrc)
+    if sorted(axes) != [1, 2, 3] and axes != (0, 0, 0):  # 0,0,0: writers that leave them unset
+        raise InputFileError(f"{path}: damaged MRC header (axis order mapc, mapr, maps = "
+                             f"{', '.join(map(str, axes))} is not a permutation of 1, 2, 3)")
     try:
         shape, kind, truncated_to = _check_header(path, mode, nx, ny, nz, nsymbt, ispg, permissive, stack)
     except InputFileError as exc:
@@ -470,7 +474,7 @@ def write_mrc(path: str | os.PathLike, data: np.ndarray, voxel_size: float | Non
     dt = _output_dtype(dtype)
     if not np.isfinite(data).all():
         raise ParameterError(f"refusing to write {path}: data contain NaN/Inf")
-    with atomic_path(path, force=force, inputs=inputs) as tmp:
+    with atomic_path(path, force=force, inputs=inputs, size=1024 + data.size * dt.itemsize) as tmp:
         with mrcfile.new(tmp, overwrite=True) as mrc:
             mrc.set_data(np.ascontiguousarray(data, dtype=dt))
             _set_header(mrc, voxel_size, kind)
@@ -493,14 +497,24 @@ class StackWriter:
         self.voxel_size = voxel_size
         self.kind = kind or ("image" if len(shape) == 2 else "stack")
         self.dtype = _output_dtype(dtype)
-        self._ctx = atomic_path(path, force=force, inputs=inputs)
+        self._nbytes = 1024 + int(np.prod(self.shape)) * self.dtype.itemsize  # header + data
+        self._ctx = atomic_path(path, force=force, inputs=inputs, size=self._nbytes)
         self._mrc = None
         self._written = np.zeros(1 if len(self.shape) == 2 else self.shape[0], dtype=bool)
 
     def __enter__(self) -> "StackWriter":
         tmp = self._ctx.__enter__()
         mode = {np.dtype(np.float32): 2, np.dtype(np.float16): 12}[self.dtype]
-        self._mrc = mrcfile.new_mmap(tmp, shape=self.shape, mrc_mode=mode, overwrite=True)
+        try:
+            self._mrc = mrcfile.new_mmap(tmp, shape=self.shape, mrc_mode=mode, overwrite=True)
+            # allocate the blocks now: a memory map meeting a full disk later dies of SIGBUS
+            reserve_space(tmp, os.path.getsize(tmp), final=self.path)
+        except BaseException as exc:
+            if self._mrc is not None:
+                with contextlib.suppress(Exception):
+                    self._mrc.close()
+            self._ctx.__exit__(type(exc), exc, exc.__traceback__)
+            raise
         return self
 
     def write(self, start: int, images: np.ndarray) -> None:

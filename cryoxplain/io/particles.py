@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +39,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from ..errors import FileQuirkWarning, InputFileError, ParameterError, ShapeError
-from .atomic import check_output
+from .atomic import check_output, temp_dir, translate_os_error
 from .mrc import ImageStack, RunningStats, StackWriter, sniff
 from .star import StarTable, read_star, rewrite_star_text
 
@@ -539,7 +538,7 @@ class ParticleSetWriter:
 
     def __init__(self, particles: ParticleSet, out_dir: str | os.PathLike, *, suffix: str = "_denoised",
                  pixel_size: float | None = None, image_shape: tuple | None = None, force: bool = False,
-                 dtype: str = "float32", name: str | None = None):
+                 dtype: str = "float32", name: str | None = None, inputs: tuple = ()):
         self.ps = particles
         self.out_dir = Path(out_dir)
         self.suffix = suffix
@@ -562,7 +561,7 @@ class ParticleSetWriter:
         ext = ".cs" if particles.format == "cs" else ".star"
         self.output_path = self.out_dir / (name or f"{particles.path.stem}{suffix}{ext}")
         self.stack_paths = self._stack_paths()
-        inputs = (particles.path,) + tuple(particles.stacks)
+        inputs = (particles.path,) + tuple(particles.stacks) + tuple(inputs)  # inputs: e.g. the model file
         # check every output before writing anything (existing, input, or in the way)
         for p in list(self.stack_paths) + [self.output_path]:
             check_output(p, force, inputs, folder_must_exist=False)
@@ -597,11 +596,18 @@ class ParticleSetWriter:
 
     def __enter__(self) -> "ParticleSetWriter":
         if not self.out_dir.exists():
-            self.out_dir.mkdir(parents=True)
+            try:
+                self.out_dir.mkdir(parents=True)
+            except OSError as exc:
+                raise translate_os_error(exc, self.out_dir / "x") from None
             self._made_dir = True
         elif not self.out_dir.is_dir():
             raise ParameterError(f"output folder {self.out_dir} is not a directory")
-        self._tmp = Path(tempfile.mkdtemp(prefix=".cryoxplain-", dir=self.out_dir))
+        try:
+            self._tmp = temp_dir(self.out_dir)
+        except BaseException:
+            self._abort(None, None, None)
+            raise
         return self
 
     def _writer(self, j: int) -> StackWriter:
@@ -663,6 +669,10 @@ class ParticleSetWriter:
             raise
         if exc_type is not None:
             self._abort(exc_type, exc, tb)
+            if exc is not None and self._tmp is not None:  # name the outputs, not our hidden folder
+                with contextlib.suppress(Exception):
+                    exc.args = tuple(a.replace(str(self._tmp), str(self.out_dir)) if isinstance(a, str) else a
+                                     for a in exc.args)
             return False
         shutil.rmtree(self._tmp, ignore_errors=True)
         return False

@@ -23,15 +23,15 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path, force: bool) -> None:
+def _save(fig, path, force: bool, inputs: tuple = ()) -> None:
     from ..io.atomic import atomic_path
 
-    with atomic_path(path, force=force) as tmp:
+    with atomic_path(path, force=force, inputs=inputs) as tmp:
         fig.savefig(tmp, format="png")
     _pyplot().close(fig)
 
 
-def plot_frc(res: dict, path, force: bool = False):
+def plot_frc(res: dict, path, force: bool = False, inputs: tuple = ()):
     """Write the FRC curve of ``res`` (``res["frc_curve"]``) with its 0.5 and 0.143 lines as a PNG."""
     plt = _pyplot()
     curve = res["frc_curve"]
@@ -47,11 +47,11 @@ def plot_frc(res: dict, path, force: bool = False):
     ax.set_title(f"FRC over {res['n_images']} image(s)")
     ax.legend(loc="upper right")
     fig.tight_layout()
-    _save(fig, path, force)
+    _save(fig, path, force, inputs)
     return path
 
 
-def plot_equivariance(report, path, *, title: str | None = None, force: bool = False):
+def plot_equivariance(report, path, *, title: str | None = None, force: bool = False, inputs: tuple = ()):
     """PNG of the error (denoisers: E(θ), log scale; classifiers: agreement and KL) vs angle, with the floor."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
@@ -79,7 +79,7 @@ def plot_equivariance(report, path, *, title: str | None = None, force: bool = F
     ax.legend(fontsize=8)
     ax.set_title(title or f"rotation equivariance ({report.n_images} images, {report.box}² box)", fontsize=10)
     fig.tight_layout()
-    _save(fig, path, force)
+    _save(fig, path, force, inputs)
     return path
 
 

@@ -26,8 +26,11 @@ def load_images(src, name: str = "images", *, project_dir=None) -> tuple[np.ndar
         if is_particle_file(src):
             ps = open_particles(src, project_dir)
             return as_image_stack(ps.read(), name=f"{name} ({src})"), ps.pixel_size
-        from ..io.mrc import read_mrc
+        from ..errors import InputFileError
+        from ..io.mrc import read_mrc, sniff
 
+        if sniff(src).kind == "volume":
+            raise InputFileError(f"{src}: is a 3D volume, not a particle stack (rename a stack to .mrcs)")
         data, voxel = read_mrc(src)
         return as_image_stack(data, name=f"{name} ({src})"), voxel
     return as_image_stack(src, name=name), None

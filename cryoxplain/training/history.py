@@ -6,6 +6,7 @@ order (``columns``) and the run's settings and normalisation.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 
@@ -13,7 +14,7 @@ import numpy as np
 
 from ..io.hdf5 import read_h5, write_h5
 
-__all__ = ["add_row", "read_history", "write_history"]
+__all__ = ["add_row", "discard_unresumable_history", "read_history", "write_history"]
 
 
 def add_row(history: dict, row: dict) -> None:
@@ -42,3 +43,25 @@ def read_history(path: str | os.PathLike) -> dict:
     out = {c: data[c] for c in cols}
     out["attrs"] = attrs
     return out
+
+
+def _mtime(path):
+    try:
+        return os.stat(path).st_mtime_ns
+    except (OSError, TypeError):
+        return None
+
+
+@contextlib.contextmanager
+def discard_unresumable_history(history_path, checkpoint_path):
+    """Around a training run: if it fails before writing a checkpoint (a full disk, an error in
+    the first epoch), remove the history file it wrote, so a failed run leaves nothing behind; a
+    run that checkpointed keeps its history for ``resume``."""
+    hist0, ckpt0 = _mtime(history_path), _mtime(checkpoint_path)
+    try:
+        yield
+    except BaseException:
+        if history_path is not None and _mtime(checkpoint_path) in (None, ckpt0) and _mtime(history_path) != hist0:
+            with contextlib.suppress(OSError):
+                os.unlink(history_path)
+        raise

@@ -116,10 +116,13 @@ def prepare_outputs(out, config: TrainConfig, *, force: bool = False, inputs: Se
         return None, None, None
     out = Path(out)
     check_output(out, force=force or config.resume, inputs=tuple(inputs))  # a resumed run replaces its own file
-    ckpt = checkpoint_path_for(out)
+    ckpt, hist = checkpoint_path_for(out), history_path_for(out)
+    # side outputs: never an input (even with force or resume), never replaced without force
+    check_output(ckpt, force=True, inputs=tuple(inputs))
     if not config.resume and ckpt.exists() and not force:
         raise ParameterError(f"{ckpt} exists from an earlier run; resume it (resume=True) or start over (force=True)")
-    return out, history_path_for(out), ckpt
+    check_output(hist, force=force or config.resume, inputs=tuple(inputs))
+    return out, hist, ckpt
 
 
 def _run_callbacks(model, epoch, callbacks, inputs) -> dict:
