@@ -51,3 +51,20 @@ def atomic_path(path: str | os.PathLike, force: bool = False, inputs: tuple = ()
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary siblings that :func:`atomic_path` leaves for ``path`` when its process
+    was killed (``.NAME.*.tmp``; an exception removes them itself) and return them.  Only for an
+    output no live process is writing (a re-run of a sharded job redoing its own unit)."""
+    import glob
+
+    final = Path(path)
+    gone = []
+    if final.parent.is_dir():
+        for tmp in final.parent.glob(f".{glob.escape(final.name)}.*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+                gone.append(tmp)
+    return gone
+
