@@ -89,3 +89,10 @@ def denoise_run(rank, inputs, out, kwargs):
     from cryoxplain.denoise import denoise_files
 
     return [str(p) for p in denoise_files(inputs, out, device="cpu", progress=False, **kwargs)]
+
+
+def explain_run(rank, model, stack, out, kwargs):
+    """``explain_stack(model, stack, out, **kwargs)`` on the CPU; returns ``n_images``."""
+    from cryoxplain.explain.stack import explain_stack
+
+    return explain_stack(model, stack, out, device="cpu", **kwargs).n_images
