@@ -130,3 +130,29 @@ def test_world_size_one_without_skip_existing_is_unchanged(tmp_path, monkeypatch
     denoise_files([star], tmp_path / "o", tiny_net(), device="cpu", batch_size=2)
     with pytest.raises(OutputExistsError):
         denoise_files([star], tmp_path / "o", tiny_net(), device="cpu", batch_size=2)
+
+
+def test_slurm_job_array_tasks_share_the_work(tmp_path, monkeypatch):
+    """Array tasks have no process group: each does its units; task 0 merges once all parts exist,
+    otherwise (it ran first) a later skip_existing run merges."""
+    star, _ = make_star_project(tmp_path / "proj")
+    net = tiny_net()
+    single([star], tmp_path / "ref", model=net, batch_size=2)
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "2")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "10")
+    out = tmp_path / "out"
+    for task in ("10", "11"):  # task 0 first: it cannot merge yet
+        monkeypatch.setenv("SLURM_ARRAY_TASK_ID", task)
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            single([star], out, model=net, batch_size=2, unit_size=2, skip_existing=True)
+        assert any("not done yet" in str(x.message) for x in w) == (task == "10")
+    assert not (out / "particles_denoised.star").exists()
+    for v in ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN"):
+        monkeypatch.delenv(v)
+    counting = Counting(net)
+    denoise_files([star], out, counting, device="cpu", batch_size=2, unit_size=2, skip_existing=True)
+    assert counting.calls == 0  # the follow-up run only merges
+    got = files(out)
+    got["particles_denoised.star"] = got["particles_denoised.star"].replace(b"/out/", b"/ref/")
+    assert got == files(tmp_path / "ref")
