@@ -15,7 +15,10 @@ and :func:`fit` does the rest for every task:
   ``config.checkpoint_every`` epochs and after the last one (:mod:`cryoxplain.training.checkpoint`);
 * ``config.resume`` restores model, optimiser, torch RNG state and history from the checkpoint
   and continues to exactly the result of an uninterrupted run (same seed, same device) — refused
-  when the settings or the data checksum differ from the checkpoint's.
+  when the settings or the data checksum differ from the checkpoint's;
+* under ``torchrun`` (world size > 1) the step is data-parallel (:mod:`cryoxplain.training.ddp`):
+  DDP, each rank a contiguous shard of every global batch, validation and callbacks once on rank 0,
+  rank 0 alone writing history and checkpoints; with no launcher that module does nothing.
 """
 from __future__ import annotations
 
