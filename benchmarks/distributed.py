@@ -6,14 +6,16 @@ Prints one table (docs/scale-out.md):
   64 px; the default cartesian net, depth 8 / width 32, batch 16, ``--no-equivariance``): the
   median of the per-epoch ``seconds`` of epochs 2…E from the history file (rank 0);
 * **sharded denoise** — ``cryoxplain denoise`` of a STAR file listing ``--stacks`` stacks of the
-  sample particles with the shipped default model: wall time of the whole command (start-up of
-  the processes and the rank-0 merge included).
+  sample particles with the shipped default model, units of 200 particles (8 units): wall time of
+  the whole command (start-up of the processes and the rank-0 merge included).
 
-Each configuration runs as its own command: no launcher with ``T`` threads, and ``torchrun
---nproc-per-node P`` with ``T/P`` threads per process, so the cores used are the same.  On a
-2-core machine shared with other jobs the speed-up is bounded by 2 and by the load.
+Each configuration ``PxT`` runs as its own command: ``P = 1`` without a launcher, ``P > 1`` under
+``torchrun --nproc-per-node P``; ``T`` threads per process (``OMP_NUM_THREADS``).  The default
+compares one process on both cores (1x2), one process on one core (1x1) and two one-core
+processes (2x1).  On a 2-core machine shared with other jobs the speed-up is bounded by 2 and by
+the load.
 
-    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/distributed.py [--epochs 3] [--stacks 8] [--threads 2]
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/distributed.py [--epochs 3] [--stacks 8] [--configs 1x2,1x1,2x1]
 """
 from __future__ import annotations
 
@@ -48,7 +50,8 @@ def _port() -> int:
 
 
 def run(procs: int, threads: int, args: list, cwd: Path) -> float:
-    env = dict(os.environ, OMP_NUM_THREADS=str(max(1, threads // procs)))
+    """Wall time of one command: ``procs`` processes with ``threads`` threads each."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     t0 = time.perf_counter()
     r = subprocess.run(command(procs, args), cwd=cwd, env=env, capture_output=True, text=True)
     if r.returncode != 0:
@@ -78,7 +81,8 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--stacks", type=int, default=8, help="stacks of 200 particles in the STAR file")
-    ap.add_argument("--threads", type=int, default=2, help="cores used by every configuration")
+    ap.add_argument("--configs", default="1x2,1x1,2x1",
+                    help="PROCESSESxTHREADS configurations (the first one is the speed-up's baseline)")
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args(argv)
     from cryoxplain.training import read_history
@@ -88,21 +92,22 @@ def main(argv=None) -> dict:
         d = Path(d)
         star = star_project(d / "proj", a.stacks)
         n_particles = 200 * a.stacks
-        for procs in (1, 2):
-            out = d / f"m{procs}.safetensors"
-            run(procs, a.threads, ["train", "--noisy", str(NOISY), "--clean", str(CLEAN), "--epochs", str(a.epochs),
+        configs = [tuple(int(v) for v in c.split("x")) for c in a.configs.split(",")]
+        for k, (procs, threads) in enumerate(configs):
+            out = d / f"m{k}.safetensors"
+            run(procs, threads, ["train", "--noisy", str(NOISY), "--clean", str(CLEAN), "--epochs", str(a.epochs),
                                    "-b", "16", "--no-equivariance", "-d", "cpu", "-o", str(out)], d)
-            secs = list(read_history(d / f"m{procs}.history.h5")["seconds"][2:])
-            rows.append({"task": "train (epoch, s)", "processes": procs, "threads_each": max(1, a.threads // procs),
+            secs = list(read_history(d / f"m{k}.history.h5")["seconds"][2:])
+            rows.append({"task": "train (epoch, s)", "processes": procs, "threads_each": threads,
                          "seconds": statistics.median(secs)})
-        for procs in (1, 2):
-            out = d / "proj" / f"den{procs}"
-            wall = run(procs, a.threads, ["denoise", "particles.star", "-o", out.name, "-d", "cpu"], d / "proj")
+        for k, (procs, threads) in enumerate(configs):
+            out = d / "proj" / f"den{k}"
+            wall = run(procs, threads, ["denoise", "particles.star", "-o", out.name, "-d", "cpu", "--unit-size", "200"], d / "proj")
             rows.append({"task": f"denoise {n_particles} particles (wall, s)", "processes": procs,
-                         "threads_each": max(1, a.threads // procs), "seconds": wall})
+                         "threads_each": threads, "seconds": wall})
             shutil.rmtree(out)
     for r in rows:
-        base = next(b for b in rows if b["task"] == r["task"] and b["processes"] == 1)
+        base = next(b for b in rows if b["task"] == r["task"])  # the first configuration
         r["speed_up"] = base["seconds"] / r["seconds"]
     print("| task | processes × threads | seconds | speed-up |")
     print("|---|---|---|---|")

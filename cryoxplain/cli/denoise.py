@@ -35,7 +35,7 @@ from .common import batch_size_option, device_option, force_option, pixel_size_o
               help="Keep outputs that exist (they are complete: writes are atomic) and do only the missing "
                    "work units; how a sharded run (torchrun, SLURM job array) is resumed. See docs/scale-out.md.")
 @click.option("--unit-size", type=click.IntRange(min=1), default=None,
-              help="Particle files, sharded runs: particles per work unit (rounded up to whole batches) [default: 2048].")
+              help="Particle files, sharded runs: particles per work unit (rounded up to whole batches) [default: 512].")
 @force_option
 def denoise(inputs, output, model, batch_size, device, patch_size, padding, fmt, suffix, stack, project_dir,
             pixel_size, bin_factor, upsample, skip_existing, unit_size, force):
@@ -59,4 +59,5 @@ def denoise(inputs, output, model, batch_size, device, patch_size, padding, fmt,
     if not distributed.is_main():
         return  # rank 0 reports the run
     for p in outs:
-        click.echo(f"wrote {p}")
+        click.echo(f"wrote {p}" if p.exists() else f"not merged yet: {p} (other job-array tasks still running? "
+                   "re-run with --skip-existing once they have finished)")

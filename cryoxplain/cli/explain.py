@@ -50,7 +50,7 @@ TARGET_HELP = ("What to explain: class:K, predicted, pixel:X,Y, roi:MASK.mrc, ro
               help="Sharded runs: keep finished work units (and a finished OUTPUT) and do only the missing "
                    "ones; how a run under torchrun or a SLURM job array is resumed. See docs/scale-out.md.")
 @click.option("--unit-size", type=click.IntRange(min=1), default=None,
-              help="Sharded runs: particles per work unit (rounded up to whole batches) [default: 1024].")
+              help="Sharded runs: particles per work unit (rounded up to whole batches) [default: 512].")
 @force_option
 def explain(stack, model, method, params, target, output, png_dir, png_limit, html, html_limit, batch_size,
             project_dir, device, seed, skip_existing, unit_size, force):
@@ -88,6 +88,10 @@ def explain(stack, model, method, params, target, output, png_dir, png_limit, ht
             bar.close()
     if not distributed.is_main():
         return  # rank 0 reports the run
+    if not res.output.exists():
+        click.echo(f"not merged yet: {res.output} (other job-array tasks still running? re-run with "
+                   "--skip-existing once they have finished)")
+        return
     click.echo(f"explained {res.n_images} particle(s) with {res.method} (target {res.target}) in {res.seconds:.1f} s")
     click.echo(f"attributions: {res.output}")
     if res.max_completeness_gap is not None:

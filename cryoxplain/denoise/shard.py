@@ -41,7 +41,7 @@ from ..errors import FileQuirkWarning, InputFileError, ParameterError
 __all__ = ["DEFAULT_UNIT_SIZE", "denoise_sharded", "particle_units"]
 
 #: particles per work unit of a particle set (rounded up to whole batches)
-DEFAULT_UNIT_SIZE = 2048
+DEFAULT_UNIT_SIZE = 512
 
 
 @dataclass
@@ -161,7 +161,8 @@ def _particle_sets(inputs, out, model, dev, ctx, *, batch_size, patch_size, padd
         finals.append(final_star)
         if final_star.exists() and skip_existing and not force:
             continue  # merged by an earlier run: the whole set is done
-        writer = _particle_writer(p, out, project_dir, pixel_size, suffix, force, "float32")  # checks outputs
+        # checks every output; with skip_existing, stacks of a merge interrupted before the STAR are ours
+        writer = _particle_writer(p, out, project_dir, pixel_size, suffix, force or skip_existing, "float32")
         plans.append(particle_units(writer, batch_size, unit_size))
     units = [(i, u) for i, pl in enumerate(plans) for u in range(pl.n_units)]
     # a part exists only when complete; it is kept only with skip_existing (else redone)

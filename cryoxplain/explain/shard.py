@@ -31,7 +31,7 @@ from ..errors import ParameterError
 __all__ = ["DEFAULT_UNIT_SIZE", "explain_sharded"]
 
 #: images per work unit (rounded up to whole batches)
-DEFAULT_UNIT_SIZE = 1024
+DEFAULT_UNIT_SIZE = 512
 
 
 def _count(stack, project_dir) -> int:
@@ -104,8 +104,10 @@ def explain_sharded(model, stack, output, *, method: str, params=None, target=No
     result = ExplainResult(out, n, method, dict(params or {}), str(target))
     if out.exists():
         result = _summary(out, result)
-    if png_dir is not None:
-        result.png_files = sorted(Path(png_dir).glob("*.png"))[:png_limit]
+    if png_dir is not None:  # the names explain_stack gives the overlays of the first images
+        stem = Path(stack).stem if inputs else "particle"
+        pngs = [Path(png_dir) / f"{stem}_{i:06d}.png" for i in range(min(n, png_limit))]
+        result.png_files = [q for q in pngs if q.exists()]
     result.html = Path(html) if html is not None and Path(html).exists() else None
     result.seconds = time.perf_counter() - t0
     return result
