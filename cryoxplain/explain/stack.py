@@ -210,7 +210,7 @@ def explain_stack(model, stack, output, *, method: str, params: dict | None = No
         root_attrs = dict(provenance, provenance=provenance)
         with StreamingH5(out_path, root_attrs, force=force, inputs=inputs_paths) as hf:
             grp = hf.create_group("attribution")
-            first = 0 if _unit is None else int(_unit[0])  # a unit of a sharded run: images first … stop − 1
+            unit_start = 0 if _unit is None else int(_unit[0])  # a unit of a sharded run: its first image
             for start, batch in _batches(images, batch_size, _unit):
                 x = torch.from_numpy(np.array(batch, dtype=np.float32)).to(dev)[:, None]
                 if normalize:
@@ -218,7 +218,7 @@ def explain_stack(model, stack, output, *, method: str, params: dict | None = No
                 explainer.index_offset = start  # seeds image i's stream from (seed, start + i)
                 att = explainer.attribute(net, x, tgt)  # the template validates the maps
                 att.model = att.model or model_desc
-                att.to_hdf5(grp, start - first)
+                att.to_hdf5(grp, start - unit_start)
                 gap = att.extras.get("completeness_gap")
                 if gap is not None:
                     g = float(np.max(np.abs(gap)))

@@ -189,7 +189,7 @@ def fit(model: torch.nn.Module, task: Task, config: TrainConfig, *, settings: di
     n_tr = int(task.n_train())
     bs = config.batch_size
     bar = tqdm(range(start_epoch, config.epochs + 1), desc=task.name, unit="epoch",
-               disable=(None if config.progress is None else not config.progress) or not replicas.main,
+               disable=(None if config.progress is None else not config.progress) if replicas.main else True,
                initial=start_epoch - 1, total=config.epochs)
     for epoch in bar:
         t0 = time.perf_counter()
