@@ -275,7 +275,7 @@ def train_classifier(stacks: Sequence | None = None, *, images=None, labels=None
             "confusion": conf.tolist(), "normalization": NORMALIZATION, "image_shape": list(x.shape[1:]),
             **(metadata or {}),
         }
-        if distributed.is_main():  # under torchrun the replicas are equal: rank 0 writes
+        if distributed.context().main:  # under torchrun the replicas are equal: rank 0 writes (job arrays: every task)
             save_model(out, model.cpu(), arch, acfg, training=jsonable(training), force=force or cfg.resume)
             model.to(dev)
         result.model_path = Path(out)

@@ -246,7 +246,7 @@ def train_denoiser(noisy=None, clean=None, noisy2=None, *, arch: str = "cartesia
         training.update(metadata or {})
         from ..models.registry import save_model
 
-        if distributed.is_main():  # under torchrun the replicas are equal: rank 0 writes
+        if distributed.context().main:  # under torchrun the replicas are equal: rank 0 writes (job arrays: every task)
             save_model(out, model.cpu(), arch, arch_config, training=jsonable(training), force=force or cfg.resume)
             model.to(dev)
         distributed.barrier()

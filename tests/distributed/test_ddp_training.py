@@ -91,3 +91,12 @@ def test_batch_too_small_for_world(monkeypatch):
     monkeypatch.setenv("RANK", "1")
     with pytest.raises(ParameterError, match="batch_size 2 is too small for 2 processes"):
         Replicas(torch.nn.Linear(1, 1), torch.device("cpu"), 2, 2)
+
+
+def test_job_array_tasks_train_on_their_own(monkeypatch, tmp_path):
+    """Training reads only torchrun's variables: an array task (here rank 1 of 4) is a plain run
+    that writes its own model (a parameter sweep), never a silent no-op."""
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "4")
+    train_denoise(0, str(tmp_path / "t1.safetensors"), dict(DENOISE, epochs=1))
+    assert (tmp_path / "t1.safetensors").is_file() and (tmp_path / "t1.history.h5").is_file()
