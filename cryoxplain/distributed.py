@@ -98,16 +98,17 @@ def is_initialized() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
-def init(dev: torch.device | str | None = None, ctx: Context | None = None) -> Context:
-    """Initialise the process group of a torchrun world > 1 (``env://`` rendezvous; ``nccl`` when
-    ``dev`` is a CUDA device, ``gloo`` otherwise) and return the context.  Idempotent; a world of
-    size 1 or a job array initialises nothing."""
+def init(dev: torch.device | str | None = None, ctx: Context | None = None, backend: str | None = None) -> Context:
+    """Initialise the process group of a torchrun world > 1 (``env://`` rendezvous; ``backend``,
+    default ``nccl`` when ``dev`` is a CUDA device and ``gloo`` otherwise) and return the context.
+    Idempotent; a world of size 1 or a job array initialises nothing.  Sharded inference only
+    needs barriers and asks for ``gloo`` (which also lets several ranks share one GPU)."""
     ctx = context() if ctx is None else ctx
     if ctx.launcher != "torchrun" or not ctx.distributed or is_initialized():
         return ctx
     dev = torch.device(dev) if dev is not None else torch.device("cpu")
-    backend = "nccl" if dev.type == "cuda" else "gloo"
-    if dev.type == "cuda":
+    backend = backend or ("nccl" if dev.type == "cuda" else "gloo")
+    if dev.type == "cuda" and dev.index is not None:
         torch.cuda.set_device(dev)
     torch.distributed.init_process_group(backend=backend, init_method="env://",
                                          world_size=ctx.world_size, rank=ctx.rank)

@@ -87,7 +87,7 @@ def denoise_sharded(inputs: Sequence, output, model="default", *, batch_size: in
     if batch_size < 1:
         raise ParameterError(f"batch size must be ≥ 1, got {batch_size}")
     dev = distributed.device(device, ctx)
-    distributed.init(dev, ctx)
+    distributed.init(dev, ctx, backend="gloo")  # barriers only
     if any(is_particle_file(p) for p in inputs):
         if fmt != "mrc":
             raise ParameterError(f"particle sets are written as MRC stacks, not {fmt}")

@@ -70,7 +70,7 @@ def explain_sharded(model, stack, output, *, method: str, params=None, target=No
         check_output(out, force=force, inputs=inputs)
         if html is not None and not skip_existing:
             check_output(html, force=force, inputs=inputs)
-    distributed.init(distributed.device(device, ctx), ctx)
+    distributed.init(distributed.device(device, ctx), ctx, backend="gloo")  # barriers only
     n = _count(stack, project_dir)
     per = max(1, math.ceil(unit_size / batch_size)) * batch_size
     n_units = math.ceil(n / per)
