@@ -215,7 +215,7 @@ def train_classifier(stacks: Sequence | None = None, *, images=None, labels=None
     **settings : :class:`~cryoxplain.training.TrainConfig` fields overriding ``config``.
     """
     from ..models.registry import save_model
-    from ..utils import resolve_device
+    from .. import distributed
 
     if isinstance(config, dict):  # the former signature: config was the architecture config
         import warnings
@@ -241,7 +241,7 @@ def train_classifier(stacks: Sequence | None = None, *, images=None, labels=None
     tr, va = stratified_split(y, cfg.val_fraction, cfg.seed)
     if cfg.augment == "rotate" and x.shape[1] != x.shape[2]:
         raise ShapeError(f"augmentation 'rotate' needs square boxes, the particles are {x.shape[1]}x{x.shape[2]}")
-    dev = resolve_device(cfg.device)
+    dev = distributed.device(cfg.device)  # resolve_device; under torchrun cuda:LOCAL_RANK
     acfg = dict(arch_config or {})
     acfg["n_classes"] = k
     if arch == "classifier":
@@ -278,9 +278,11 @@ def train_classifier(stacks: Sequence | None = None, *, images=None, labels=None
             "confusion": conf.tolist(), "normalization": NORMALIZATION, "image_shape": list(x.shape[1:]),
             **(metadata or {}),
         }
-        result.model_path = save_model(out, model.cpu(), arch, acfg, training=jsonable(training),
-                                       force=force or cfg.resume)
-        model.to(dev)
+        if distributed.context().main:  # under torchrun the replicas are equal: rank 0 writes (job arrays: every task)
+            save_model(out, model.cpu(), arch, acfg, training=jsonable(training), force=force or cfg.resume)
+            model.to(dev)
+        result.model_path = Path(out)
+        distributed.barrier()
     return result
 
 

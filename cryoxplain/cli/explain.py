@@ -46,16 +46,24 @@ TARGET_HELP = ("What to explain: class:K, predicted, pixel:X,Y, roi:MASK.mrc, ro
 @project_dir_option
 @device_option
 @seed_option
+@click.option("--skip-existing", is_flag=True,
+              help="Sharded runs: keep finished work units (and a finished OUTPUT) and do only the missing "
+                   "ones; how a run under torchrun or a SLURM job array is resumed. See docs/scale-out.md.")
+@click.option("--unit-size", type=click.IntRange(min=1), default=None,
+              help="Sharded runs: particles per work unit (rounded up to whole batches) [default: 512].")
 @force_option
 def explain(stack, model, method, params, target, output, png_dir, png_limit, html, html_limit, batch_size,
-            project_dir, device, seed, force):
+            project_dir, device, seed, skip_existing, unit_size, force):
     """Explain MODEL's output on every particle of STACK (MRC stack, RELION .star or cryoSPARC .cs)
     with an attribution METHOD.
 
     Attributions stream into OUTPUT (HDF5 with provenance); a positive value means that raising
-    the pixel (or moving it from the baseline to its value) raises the target.
+    the pixel (or moving it from the baseline to its value) raises the target.  Under torchrun or a
+    SLURM job array the particles are split over the ranks and rank 0 merges OUTPUT (docs/scale-out.md).
     """
     import sys
+
+    from .. import distributed
 
     from ..explain.stack import explain_stack
 
@@ -73,10 +81,17 @@ def explain(stack, model, method, params, target, output, png_dir, png_limit, ht
         res = explain_stack(model, stack, output, method=method, params=dict(params), target=target,
                             batch_size=batch_size, device=device, seed=seed, force=force, png_dir=png_dir,
                             png_limit=png_limit, html=html, html_limit=html_limit,
-                            progress=progress if sys.stderr.isatty() else None, project_dir=project_dir)
+                            progress=progress if sys.stderr.isatty() else None, project_dir=project_dir,
+                            skip_existing=skip_existing, unit_size=unit_size)
     finally:
         if bar is not None:
             bar.close()
+    if not distributed.is_main():
+        return  # rank 0 reports the run
+    if not res.output.exists():
+        click.echo(f"not merged yet: {res.output} (other job-array tasks still running? re-run with "
+                   "--skip-existing once they have finished)")
+        return
     click.echo(f"explained {res.n_images} particle(s) with {res.method} (target {res.target}) in {res.seconds:.1f} s")
     click.echo(f"attributions: {res.output}")
     if res.max_completeness_gap is not None:

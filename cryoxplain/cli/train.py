@@ -55,6 +55,7 @@ def train(task, arch, config_items, noisy, clean, noisy2, class_stacks, class_na
     Classifier:   cryoxplain train --task classify --class-stack A.mrcs --class-stack B.mrcs -o cls.safetensors
     Library: cryoxplain.denoise.train_denoiser / cryoxplain.classify.train_classifier (cryoxplain.training).
     """
+    from .. import distributed
     from ..training import TrainConfig, parse_config_items
 
     arch_config = parse_config_items(config_items)
@@ -71,6 +72,8 @@ def train(task, arch, config_items, noisy, clean, noisy2, class_stacks, class_na
         res = train_classifier(list(class_stacks), class_names=list(class_names) or None, arch=arch or "classifier",
                                arch_config=arch_config, config=TrainConfig.from_kwargs(DEFAULT_CONFIG, **settings),
                                out=output, force=force, progress=progress)
+        if not distributed.context().main:  # torchrun only: job-array tasks train on their own
+            return  # under torchrun rank 0 reports
         click.echo(f"classes: {', '.join(f'{i}={n}' for i, n in enumerate(res.class_names))}")
         click.echo(f"final accuracy: train {100 * res.train_accuracy:.1f} %, validation {100 * res.val_accuracy:.1f} %")
         click.echo("validation confusion (rows: true class, columns: predicted):")
@@ -87,6 +90,8 @@ def train(task, arch, config_items, noisy, clean, noisy2, class_stacks, class_na
         callbacks.append(EquivarianceCallback(seed=seed))
     res = train_denoiser(noisy, clean, noisy2, arch=arch or "cartesian", arch_config=arch_config,
                          config=TrainConfig.from_kwargs(None, **settings), out=output, callbacks=callbacks, force=force)
+    if not distributed.context().main:  # torchrun only: job-array tasks train on their own
+        return  # under torchrun rank 0 reports
     last = {k: v[-1] for k, v in res.history.items()}
     click.echo(f"wrote {res.model_path} (epoch {int(last['epoch'])}: train loss {last['train_loss']:.4g}, "
                f"val loss {last['val_loss']:.4g}, val SNR_out {last['val_snr_out_db']:.2f} dB, "

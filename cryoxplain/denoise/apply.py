@@ -434,7 +434,7 @@ def denoise_files(inputs: Iterable, output, model="default", *, batch_size: int 
                   patch_size: int = DEFAULT_PATCH, padding: int | None = None, force: bool = False,
                   fmt: str = "mrc", suffix: str | None = None, progress: bool | None = None, stack: bool | None = None,
                   project_dir=None, pixel_size: float | None = None, bin: float | None = None,
-                  upsample: bool = False) -> list[Path]:
+                  upsample: bool = False, skip_existing: bool = False, unit_size: int | None = None) -> list[Path]:
     """Denoise several files; every input and output is checked before anything is written.
 
     MRC files: ``output`` is the output file (one input) or folder; ``stack=True`` reads every
@@ -444,12 +444,28 @@ def denoise_files(inputs: Iterable, output, model="default", *, batch_size: int 
     (:func:`denoise_particles`; ``project_dir``, ``pixel_size`` as there).  Micrographs are
     Fourier-binned to the model's training pixel size unless ``bin`` says otherwise
     (:func:`denoise_micrograph`: ``pixel_size``, ``bin``, ``upsample``).
+
+    Under ``torchrun`` or a SLURM job array (world size > 1), or with ``skip_existing``, the work
+    is sharded by :func:`cryoxplain.denoise.shard.denoise_sharded`: files (or ``unit_size``-particle
+    ranges of a particle set) split by rank, complete outputs kept with ``skip_existing`` (a re-run
+    redoes only what is missing), rank 0 writing the merged particle file (docs/scale-out.md).
     """
+    from .. import distributed
     from ..io.particles import is_particle_file
 
     if fmt not in FORMATS:
         raise ParameterError(f"unknown output format {fmt!r}; choose one of {', '.join(FORMATS)}")
     inputs = list(inputs)
+    if not inputs:
+        raise ParameterError("no input files given")
+    ctx = distributed.context(allow_array=True)
+    if ctx.distributed or skip_existing:
+        from .shard import denoise_sharded
+
+        return denoise_sharded(inputs, output, model, batch_size=batch_size, device=device, patch_size=patch_size,
+                               padding=padding, force=force, fmt=fmt, suffix=suffix, progress=progress, stack=stack,
+                               project_dir=project_dir, pixel_size=pixel_size, bin=bin, upsample=upsample,
+                               skip_existing=skip_existing, unit_size=unit_size, ctx=ctx)
     kinds = {is_particle_file(p) for p in inputs}
     if True in kinds:
         if False in kinds:

@@ -35,8 +35,8 @@ from ..training import (Callback, Task, TrainConfig, checkpoint_path_for, data_c
                         history_path_for, load_checkpoint, prepare_outputs, read_history, seeded_model)
 from ..io.jsonutil import jsonable
 from ..training.data import load_images
+from .. import distributed
 from ..training.history import discard_unresumable_history
-from ..utils import resolve_device
 
 __all__ = ["AUGMENTATIONS", "DenoiseTask", "TrainResult", "checkpoint_path_for", "history_path_for",
            "load_checkpoint", "read_history", "train_denoiser"]
@@ -197,7 +197,7 @@ def train_denoiser(noisy=None, clean=None, noisy2=None, *, arch: str = "cartesia
         raise ParameterError("give the clean images (clean, supervised) or a second noisy copy (noisy2, Noise2Noise)")
     inputs = [p for p in (noisy, clean, noisy2) if isinstance(p, (str, os.PathLike))]
     out, hist_path, ckpt_path = prepare_outputs(out, cfg, force=force, inputs=inputs)
-    dev = resolve_device(cfg.device)
+    dev = distributed.device(cfg.device)  # resolve_device; under torchrun cuda:LOCAL_RANK
 
     x_np, voxel = load_images(noisy, "noisy")
     c_np = None if clean is None else load_images(clean, "clean")[0]
@@ -265,7 +265,9 @@ def train_denoiser(noisy=None, clean=None, noisy2=None, *, arch: str = "cartesia
         training.update(metadata or {})
         from ..models.registry import save_model
 
-        save_model(out, model.cpu(), arch, arch_config, training=jsonable(training), force=force or cfg.resume)
-        model.to(dev)
+        if distributed.context().main:  # under torchrun the replicas are equal: rank 0 writes (job arrays: every task)
+            save_model(out, model.cpu(), arch, arch_config, training=jsonable(training), force=force or cfg.resume)
+            model.to(dev)
+        distributed.barrier()
     return TrainResult(model=model, history=history, model_path=out, history_path=hist_path,
                        checkpoint_path=ckpt_path, config=arch_config, train_config=cfg)

@@ -88,7 +88,8 @@ def explain_stack(model, stack, output, *, method: str, params: dict | None = No
                   batch_size: int = 16, device: str = "auto", seed: int = 0, force: bool = False,
                   png_dir: str | os.PathLike | None = None, png_limit: int = 32,
                   html: str | os.PathLike | None = None, html_limit: int = 16,
-                  normalize: bool | None = None, progress=None, project_dir=None) -> ExplainResult:
+                  normalize: bool | None = None, progress=None, project_dir=None, skip_existing: bool = False,
+                  unit_size: int | None = None, _unit: tuple | None = None) -> ExplainResult:
     """Explain every image of ``stack`` with explainer ``method``; write ``output`` (HDF5).
 
     Parameters
@@ -117,10 +118,28 @@ def explain_stack(model, stack, output, *, method: str, params: dict | None = No
         without a ``task``).
     progress
         Optional callable ``progress(done, total)``.
+    skip_existing, unit_size
+        Sharded runs (under ``torchrun`` or a SLURM job array, or with ``skip_existing``):
+        :func:`cryoxplain.explain.shard.explain_sharded` splits the images into units of
+        ``unit_size`` (rounded up to whole batches), keeps finished units with ``skip_existing`` and
+        rank 0 merges them into ``output`` (docs/scale-out.md).  World size 1 without
+        ``skip_existing``: the plain run.
     """
+    if _unit is None:
+        from .. import distributed
+
+        ctx = distributed.context(allow_array=True)
+        if ctx.distributed or skip_existing:
+            from .shard import explain_sharded
+
+            return explain_sharded(model, stack, output, method=method, params=params, target=target,
+                                   batch_size=batch_size, device=device, seed=seed, force=force, png_dir=png_dir,
+                                   png_limit=png_limit, html=html, html_limit=html_limit, normalize=normalize,
+                                   progress=progress, project_dir=project_dir, skip_existing=skip_existing,
+                                   unit_size=unit_size, ctx=ctx)
     from .. import __version__
     from ..io.particles import open_images
-    from ..utils import resolve_device, seed_everything
+    from ..utils import seed_everything
 
     t0 = time.perf_counter()
     if batch_size < 1:
@@ -144,7 +163,9 @@ def explain_stack(model, stack, output, *, method: str, params: dict | None = No
     png_dir = Path(png_dir) if png_dir is not None else None
 
     seed_everything(seed)
-    dev = resolve_device(device)
+    from ..distributed import device as bound_device
+
+    dev = bound_device(device)  # resolve_device; under torchrun cuda:LOCAL_RANK
     net, info, task, model_desc = _load(model, dev)
     if normalize is None:
         normalize = task in ("denoise", "classify")
@@ -192,14 +213,15 @@ def explain_stack(model, stack, output, *, method: str, params: dict | None = No
         root_attrs = dict(provenance, provenance=provenance)
         with StreamingH5(out_path, root_attrs, force=force, inputs=inputs_paths, size=4 * n * h * w) as hf:
             grp = hf.create_group("attribution")
-            for start, batch in images.batches(batch_size):
+            unit_start = 0 if _unit is None else int(_unit[0])  # a unit of a sharded run: its first image
+            for start, batch in _batches(images, batch_size, _unit):
                 x = torch.from_numpy(np.array(batch, dtype=np.float32)).to(dev)[:, None]
                 if normalize:
                     x = normalize_images(x)
                 explainer.index_offset = start  # seeds image i's stream from (seed, start + i)
                 att = explainer.attribute(net, x, tgt)  # the template validates the maps
                 att.model = att.model or model_desc
-                att.to_hdf5(grp, start)
+                att.to_hdf5(grp, start - unit_start)
                 gap = att.extras.get("completeness_gap")
                 if gap is not None:
                     g = float(np.max(np.abs(gap)))
@@ -235,6 +257,17 @@ def explain_stack(model, stack, output, *, method: str, params: dict | None = No
             images.close()
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _batches(images, batch_size: int, unit):
+    """``images.batches(batch_size)``, or only the batches of ``unit = (first, stop)`` (``first`` a
+    multiple of ``batch_size``: the same batches as the whole run)."""
+    if unit is None:
+        yield from images.batches(batch_size)
+        return
+    a, b = int(unit[0]), min(int(unit[1]), len(images))
+    for s in range(a, b, batch_size):
+        yield s, images[s:min(s + batch_size, b)]
 
 
 def _slice_attribution(att, m):

@@ -290,10 +290,12 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def clean_stale_temps(folder: str | os.PathLike, name: str | None = None) -> list[Path]:
+def clean_stale_temps(folder: str | os.PathLike, name: str | None = None, *,
+                      any_process: bool = False) -> list[Path]:
     """Remove our temporary files (``.NAME.PID-HOST.XXXX.tmp``; of output ``name`` only, when given)
     and folders (``.cryoxplain-PID-HOST-XXXX``) in ``folder`` whose process — on this machine — no
-    longer runs (a killed run); return what was removed."""
+    longer runs (a killed run); return what was removed.  ``any_process``: remove them whatever
+    process or machine made them (only for an output nobody else can be writing)."""
     removed = []
     try:
         entries = list(os.scandir(folder))
@@ -302,15 +304,18 @@ def clean_stale_temps(folder: str | os.PathLike, name: str | None = None) -> lis
     here = host_tag()
     for e in entries:
         m = _TMP_RE.match(e.name)
-        if (m and m.group("host") == here and (name is None or m.group("name") == name)
-                and not _pid_alive(int(m.group("pid")))):
+        if any_process and name is not None and e.name.startswith(f".{name}.") and e.name.endswith(".tmp"):
+            m = True  # any naming of ours, older releases' included
+        if (m and (m is True or name is None or m.group("name") == name)
+                and (any_process or (m.group("host") == here and not _pid_alive(int(m.group("pid")))))):
             with contextlib.suppress(OSError):
                 os.unlink(e.path)
                 removed.append(Path(e.path))
             continue
         m = _TMPDIR_RE.match(e.name)
-        if (m and m.group("host") == here and e.is_dir(follow_symlinks=False)
-                and not _pid_alive(int(m.group("pid")))):
+        if (m and e.is_dir(follow_symlinks=False)
+                and ((any_process and name is None)
+                     or (m.group("host") == here and not _pid_alive(int(m.group("pid")))))):
             shutil.rmtree(e.path, ignore_errors=True)
             removed.append(Path(e.path))
     return removed
@@ -384,3 +389,12 @@ def atomic_path(path: str | os.PathLike, force: bool = False, inputs: tuple = ()
             raise new from None
         _rename_in_message(exc, tmp, final)
         raise
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary siblings that :func:`atomic_path` leaves for ``path`` when its process
+    was killed, from any process or machine, and return them: :func:`clean_stale_temps` with
+    ``any_process``.  Only for an output no live process is writing (a re-run of a sharded job
+    redoing its own unit, whose killed writer may have run on another node)."""
+    final = Path(path)
+    return clean_stale_temps(final.parent, final.name, any_process=True)

@@ -117,23 +117,38 @@ class ParticleSet:
             warnings.simplefilter("ignore", FileQuirkWarning)  # reported once, by open_particles
             return ImageStack(self.stacks[j], stack=True)
 
-    def batches(self, batch_size: int = 64) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def batch_positions(self, batch_size: int = 64) -> list[tuple[int, np.ndarray]]:
+        """The batches of :meth:`batches` without reading images: ``[(stack, positions), …]``."""
+        if int(batch_size) < 1:
+            raise ParameterError(f"batch_size must be ≥ 1, got {batch_size}")
+        out = []
+        for j in range(len(self.stacks)):
+            pos = self.particles_in(j)
+            out += [(j, pos[a:a + int(batch_size)]) for a in range(0, pos.size, int(batch_size))]
+        return out
+
+    def batches(self, batch_size: int = 64, first: int = 0,
+                stop: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(positions, images)``: int64 positions into the set and a float32
         ``(b, H, W)`` array, ``b ≤ batch_size``.
 
         Batches go stack by stack (one memory-mapped stack open at a time, a batch never spans two
         stacks), each stack's particles in set order; every particle comes exactly once.
+        ``first``/``stop``: only batches ``first … stop − 1`` of that sequence
+        (:meth:`batch_positions`; a work unit of sharded processing), opening only their stacks.
         """
-        if int(batch_size) < 1:
-            raise ParameterError(f"batch_size must be ≥ 1, got {batch_size}")
-        for j in range(len(self.stacks)):
-            pos = self.particles_in(j)
-            if pos.size == 0:
-                continue
-            with self._open_stack(j) as st:
-                for a in range(0, pos.size, int(batch_size)):
-                    p = pos[a:a + int(batch_size)]
-                    yield p, _read_rows(st, self.index_in_stack[p])
+        plan = self.batch_positions(batch_size)[int(first):None if stop is None else int(stop)]
+        st, open_j = None, None
+        try:
+            for j, p in plan:
+                if j != open_j:
+                    if st is not None:
+                        st.close()
+                    st, open_j = self._open_stack(j), j
+                yield p, _read_rows(st, self.index_in_stack[p])
+        finally:
+            if st is not None:
+                st.close()
 
     def __getitem__(self, i: int) -> np.ndarray:
         """Particle ``i`` as a float32 ``(H, W)`` array."""

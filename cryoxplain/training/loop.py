@@ -15,7 +15,10 @@ and :func:`fit` does the rest for every task:
   ``config.checkpoint_every`` epochs and after the last one (:mod:`cryoxplain.training.checkpoint`);
 * ``config.resume`` restores model, optimiser, torch RNG state and history from the checkpoint
   and continues to exactly the result of an uninterrupted run (same seed, same device) — refused
-  when the settings or the data checksum differ from the checkpoint's.
+  when the settings or the data checksum differ from the checkpoint's;
+* under ``torchrun`` (world size > 1) the step is data-parallel (:mod:`cryoxplain.training.ddp`):
+  DDP, each rank a contiguous shard of every global batch, validation and callbacks once on rank 0,
+  rank 0 alone writing history and checkpoints; with no launcher that module does nothing.
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ from ..errors import ParameterError
 from .checkpoint import (checkpoint_path_for, history_path_for, load_checkpoint, restore_checkpoint,
                          save_checkpoint, settings_diff)
 from .config import TrainConfig
+from .ddp import Replicas
 from .history import add_row, write_history
 
 __all__ = ["Callback", "FitResult", "Task", "epoch_generator", "fit", "make_optimizer",
@@ -154,6 +158,8 @@ def fit(model: torch.nn.Module, task: Task, config: TrainConfig, *, settings: di
     history_path = Path(history_path) if history_path is not None else None
     checkpoint_path = Path(checkpoint_path) if checkpoint_path is not None else None
     cb_inputs = task.callback_inputs(dev)
+    # world size 1: a no-op; under torchrun: DDP, batch shards, rank 0 measures and writes (training/ddp.py)
+    replicas = Replicas(model, dev, config.batch_size, task.min_batch)
 
     def measure(row: dict, t0: float) -> dict:
         model.eval()
@@ -180,13 +186,13 @@ def fit(model: torch.nn.Module, task: Task, config: TrainConfig, *, settings: di
             raise ParameterError(f"the checkpoint is already at epoch {resumed_from} ≥ epochs {config.epochs}; "
                                  "raise epochs to train further")
     else:
-        add_row(history, measure({"epoch": 0, "train_loss": math.nan}, time.perf_counter()))
+        add_row(history, replicas.measured(measure, {"epoch": 0, "train_loss": math.nan}, time.perf_counter()))
 
     attrs = {"settings": settings, **(history_attrs or {})}
     n_tr = int(task.n_train())
     bs = config.batch_size
     bar = tqdm(range(start_epoch, config.epochs + 1), desc=task.name, unit="epoch",
-               disable=None if config.progress is None else not config.progress,
+               disable=(None if config.progress is None else not config.progress) if replicas.main else True,
                initial=start_epoch - 1, total=config.epochs)
     for epoch in bar:
         t0 = time.perf_counter()
@@ -198,27 +204,30 @@ def fit(model: torch.nn.Module, task: Task, config: TrainConfig, *, settings: di
         tot, cnt, sums = 0.0, 0, {}
         for s in range(0, n_tr, bs):
             idx = perm[s:s + bs]
-            if len(idx) < task.min_batch and n_tr >= task.min_batch:  # fold a too-small remainder
+            if replicas.skip(len(idx), n_tr):  # fold a too-small remainder
                 continue
-            batch = task.batch(idx, gen)
+            batch = replicas.local(task.batch(idx, gen), len(idx))
             optimizer.zero_grad(set_to_none=True)
-            loss, n, stats = task.loss(model, batch, dev)
-            if not torch.isfinite(loss):
-                raise ParameterError(f"training diverged at epoch {epoch} (loss {float(loss)}); lower lr")
+            loss, n, stats = task.loss(replicas.module, batch, dev)
+            loss, batch_loss = replicas.step_loss(loss, n, len(idx))
+            if not math.isfinite(batch_loss):
+                raise ParameterError(f"training diverged at epoch {epoch} (loss {batch_loss}); lower lr")
             loss.backward()
             optimizer.step()
-            tot += float(loss.detach()) * n
+            n = len(idx) if replicas.distributed else n
+            tot += batch_loss * n
             cnt += n
             for k, v in (stats or {}).items():
                 sums[k] = sums.get(k, 0) + v
-        row = {"epoch": epoch, "train_loss": tot / max(cnt, 1), **task.train_metrics(sums, cnt)}
-        add_row(history, measure(row, t0))
+        row = {"epoch": epoch, "train_loss": tot / max(cnt, 1), **task.train_metrics(replicas.reduce_sums(sums), cnt)}
+        row = replicas.measured(measure, row, t0)
+        add_row(history, row)
         bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k in ("train_loss", "val_loss")})
-        if report is not None:
+        if report is not None and replicas.main:
             report(epoch, row)
-        if history_path is not None:
+        if history_path is not None and replicas.main:
             write_history(history_path, history, attrs)
-        if checkpoint_path is not None and (epoch % config.checkpoint_every == 0 or epoch == config.epochs):
+        if checkpoint_path is not None and replicas.main and (epoch % config.checkpoint_every == 0 or epoch == config.epochs):
             save_checkpoint(checkpoint_path, model, optimizer,
                             {"epoch": epoch, "settings": settings, "history": history}, dev)
     bar.close()
