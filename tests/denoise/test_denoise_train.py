@@ -138,8 +138,8 @@ def test_bad_training_inputs():
     noisy, clean = blobs(10, 16)
     with pytest.raises(ShapeError):
         train_denoiser(noisy, clean[:5], epochs=1, **KW)
-    with pytest.raises(ParameterError):
-        train_denoiser(noisy, None, epochs=1, **KW)
+    with pytest.raises(ParameterError, match="clean"):  # noisy alone now means method="masked"
+        train_denoiser(noisy, None, epochs=1, method="supervised", **KW)
     with pytest.raises(ParameterError, match="augmentation"):
         train_denoiser(noisy, clean, epochs=1, augment="spin", **KW)
 
