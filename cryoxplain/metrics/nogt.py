@@ -169,7 +169,9 @@ def noise_response(fn, noise, *, sigma: float, window=None, batch_size: int = 64
     ``energy_vs_lowpass`` = their ratio (> 1: the network puts more energy into pure noise than a
     linear filter of its own bandwidth — it invents structure), and the ring spectra
     ``spectrum`` / ``lowpass_spectrum`` (output power / input power per Fourier ring, smooth disc
-    window) with ``spectrum_vs_lowpass_max`` (the largest ratio of the two over rings 1 … n//2).
+    window) with ``spectrum_excess`` = max over rings of ``spectrum − lowpass_spectrum`` (in units
+    of the input power: > 0 where the network passes or creates more power at some frequency than
+    the low-pass; a ratio would be meaningless where the Gaussian is ~0) and ``spectrum_excess_ring``.
     """
     x = _batch(noise)
     f = as_image_function(fn, batch_size=batch_size)
@@ -186,11 +188,11 @@ def noise_response(fn, noise, *, sigma: float, window=None, batch_size: int = 64
     p_in = _ring_power(torch.fft.fft2(tw * x), ring, nr)
     spec = _ring_power(torch.fft.fft2(tw * y), ring, nr) / p_in
     lspec = _ring_power(torch.fft.fft2(tw * z), ring, nr) / p_in
-    ratio = spec[1:] / np.maximum(lspec[1:], 1e-12)
+    excess = spec - lspec
     return {"energy": energy, "lowpass_energy": lp_energy,
             "energy_vs_lowpass": energy / lp_energy if lp_energy > 0 else math.nan,
             "spectrum": spec.tolist(), "lowpass_spectrum": lspec.tolist(),
-            "spectrum_vs_lowpass_max": float(np.max(ratio)) if ratio.size else math.nan,
+            "spectrum_excess": float(np.max(excess)), "spectrum_excess_ring": int(np.argmax(excess)),
             "n_images": int(x.shape[0]), "sigma_px": float(sigma)}
 
 
