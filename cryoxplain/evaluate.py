@@ -221,6 +221,19 @@ def evaluate_real(stack, model="default", *, micrograph=None, picks=None, n_imag
         idx = np.arange(n) if n <= n_images else np.sort(np.random.default_rng(seed).choice(n, n_images, replace=False))
         imgs = st[idx]
         px = getattr(st, "pixel_size", None) or getattr(st, "voxel_size", None)
+    if picks is not None and micrograph is None:
+        raise ParameterError("picks=... needs the micrograph they were picked on (micrograph=...)")
+    mic = mpx = None
+    if micrograph is not None:
+        mic, mpx = read_mrc(micrograph)
+        if mic.ndim != 2:
+            raise InputFileError(f"{micrograph}: a micrograph is one 2D image, got shape {mic.shape}")
+        if px and mpx and abs(mpx / px - 1) > 0.02:
+            raise ParameterError(f"micrograph={micrograph} has {mpx:.4g} Å/px but the particles {px:.4g} Å/px; give "
+                                 "the micrograph at the particles' sampling (e.g. the binned one)")
+        if picks is None and str(stack).lower().endswith(".star"):
+            picks = stack
+        centres = read_picks(picks, mpx) if picks is not None else np.zeros((0, 2))
     x = normalize(torch.from_numpy(np.ascontiguousarray(imgs))[:, None])[0]
     rep = NoGroundTruthReport(model=info.path or info.arch, stack=str(stack), n_images=len(x), box=h,
                               pixel_size=float(px) if px else None, j_spacing=int(spacing))
@@ -236,19 +249,8 @@ def evaluate_real(stack, model="default", *, micrograph=None, picks=None, n_imag
     rep.contrast_sign = {"model": contrast_sign_error(net, x, batch_size=batch_size)}
     white = torch.randn(int(n_noise), 1, h, w, generator=torch.Generator().manual_seed(int(seed)))
     rep.noise = {"white": noise_response(net, white, sigma=sigma, batch_size=batch_size), "background": None}
-    if micrograph is None:
-        if picks is not None:
-            raise ParameterError("picks=... needs the micrograph they were picked on (micrograph=...)")
+    if mic is None:
         return rep, info
-    mic, mpx = read_mrc(micrograph)
-    if mic.ndim != 2:
-        raise InputFileError(f"{micrograph}: a micrograph is one 2D image, got shape {mic.shape}")
-    if px and mpx and abs(mpx / px - 1) > 0.02:
-        raise ParameterError(f"micrograph={micrograph} has {mpx:.4g} Å/px but the particles {px:.4g} Å/px; give the "
-                             "micrograph at the particles' sampling (e.g. the binned one)")
-    if picks is None and str(stack).lower().endswith(".star"):
-        picks = stack
-    centres = read_picks(picks, mpx) if picks is not None else np.zeros((0, 2))
     corners = background_boxes(mic.shape, centres, h)
     if len(corners) == 0:
         rep.notes.append("no background box of the micrograph is 3/4 box away from every pick")

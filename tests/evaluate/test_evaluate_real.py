@@ -68,11 +68,11 @@ def test_cli_evaluate_real_with_a_trained_model(files, tmp_path):
                    batch_size=8, device="cpu", progress=False, out=model)
     out = tmp_path / "r.json"
     args = ["evaluate", "real", str(files / "parts.star"), "-m", str(model), "--micrograph", str(files / "mic.mrc"),
-            "--n-noise", "8", "--n-offgrid", "1", "--grid", "2", "-d", "cpu", "--json", str(out)]
+            "--n-noise", "8", "--n-offgrid", "1", "--grid", "2", "-n", "4", "-d", "cpu", "--json", str(out)]
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 0, r.output
     d = json.loads(out.read_text())
-    assert d["snr"]["n_regions"] == len(PICKS) and np.isfinite(d["j_invariant"]["model"])
+    assert d["n_images"] == 4 and d["snr"]["n_regions"] == len(PICKS) and np.isfinite(d["j_invariant"]["model"])
     assert len(d["noise"]["white"]["spectrum"]) == BOX // 2 + 1
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 2 and "--force" in r.output  # never overwritten
