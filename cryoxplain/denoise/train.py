@@ -350,6 +350,11 @@ def train_denoiser(noisy=None, clean=None, noisy2=None, *, arch: str | None = No
     dev = resolve_device(cfg.device)
 
     x_np, voxel = load_images(noisy, "noisy")
+    ipx = None if init_info is None else init_info["pixel_size_A"]
+    if ipx and voxel and abs(float(voxel) / ipx - 1) > 0.1:
+        warnings.warn(f"fine-tuning a model trained at {ipx:g} Å/px on particles at {float(voxel):g} Å/px; bin or "
+                      "resample the particles to the model's pixel size for the initial weights to fit", UserWarning,
+                      stacklevel=2)
     c_np = None if clean is None else load_images(clean, "clean")[0]
     n2_np = None if noisy2 is None else load_images(noisy2, "noisy2")[0]
     for name, a in (("clean", c_np), ("noisy2", n2_np)):

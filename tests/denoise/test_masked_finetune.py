@@ -157,3 +157,10 @@ def test_finetune_the_shipped_default_model_cli(tmp_path):
                                  "--epochs", "1", "-o", str(tmp_path / "x.safetensors"), "-d", "cpu"])
     assert r.exit_code == 2 and "contradicts" in r.output and "depth" in r.output, r.output
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_finetune_warns_about_another_pixel_size(tmp_path):
+    noisy, _ = blobs(10, 16)
+    write_mrc(tmp_path / "n.mrcs", noisy, 1.0)  # the shipped default model was trained at 5 Å/px
+    with pytest.warns(UserWarning, match="Å/px"):
+        train_denoiser(tmp_path / "n.mrcs", init="default", epochs=1, **KW)
