@@ -164,3 +164,10 @@ def test_finetune_warns_about_another_pixel_size(tmp_path):
     write_mrc(tmp_path / "n.mrcs", noisy, 1.0)  # the shipped default model was trained at 5 Å/px
     with pytest.warns(UserWarning, match="Å/px"):
         train_denoiser(tmp_path / "n.mrcs", init="default", epochs=1, **KW)
+
+
+def test_every_method_records_the_blind_spot_validation_loss():
+    noisy, clean = blobs(12, 16)
+    for kw in (dict(clean=clean), dict(noisy2=noisy[::-1].copy())):
+        h = train_denoiser(noisy, arch="cartesian", arch_config=SMALL, epochs=1, **kw, **KW).history
+        assert np.all(np.isfinite(h["val_masked_loss"])) and h["val_masked_loss"][0] != h["val_loss"][0]
