@@ -346,6 +346,8 @@ def train_denoiser(noisy=None, clean=None, noisy2=None, *, arch: str | None = No
     if noisy is None:
         raise ParameterError("noisy (the network input stack) is required")
     inputs = [p for p in (noisy, clean, noisy2) if isinstance(p, (str, os.PathLike))]
+    if init_info is not None and out is not None and Path(out).resolve() == Path(init_info["path"]).resolve():
+        raise ParameterError(f"init={init!s} is also the output (out=...); write the fine-tuned model to a new file")
     out, hist_path, ckpt_path = prepare_outputs(out, cfg, force=force, inputs=inputs)
     dev = resolve_device(cfg.device)
 

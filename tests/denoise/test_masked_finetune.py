@@ -138,6 +138,8 @@ def test_finetune_refuses_contradicting_overrides(tmp_path):
         train_denoiser(noisy, init=base, arch="spiral", epochs=1, **KW)
     with pytest.raises(ParameterError, match="width"):
         train_denoiser(noisy, init=base, arch_config={"width": 16}, epochs=1, **KW)
+    with pytest.raises(ParameterError, match="also the output"):
+        train_denoiser(noisy, init=base, out=base, force=True, epochs=1, **KW)
     # repeating the file's values is fine
     res = train_denoiser(noisy, init=base, arch="cartesian", arch_config={"width": 8}, epochs=1, **KW)
     assert res.config["depth"] == 4
