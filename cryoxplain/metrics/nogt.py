@@ -169,7 +169,7 @@ def noise_response(fn, noise, *, sigma: float, window=None, batch_size: int = 64
     ``energy_vs_lowpass`` = their ratio (> 1: the network puts more energy into pure noise than a
     linear filter of its own bandwidth — it invents structure), and the ring spectra
     ``spectrum`` / ``lowpass_spectrum`` (output power / input power per Fourier ring, smooth disc
-    window) with ``spectrum_excess`` = max over rings of ``spectrum − lowpass_spectrum`` (in units
+    window) with ``spectrum_excess`` = max over rings 1 … n//2 of ``spectrum − lowpass_spectrum`` (in units
     of the input power: > 0 where the network passes or creates more power at some frequency than
     the low-pass; a ratio would be meaningless where the Gaussian is ~0) and ``spectrum_excess_ring``.
     """
@@ -188,7 +188,7 @@ def noise_response(fn, noise, *, sigma: float, window=None, batch_size: int = 64
     p_in = _ring_power(torch.fft.fft2(tw * x), ring, nr)
     spec = _ring_power(torch.fft.fft2(tw * y), ring, nr) / p_in
     lspec = _ring_power(torch.fft.fft2(tw * z), ring, nr) / p_in
-    excess = spec - lspec
+    excess = np.concatenate([[-np.inf], (spec - lspec)[1:]])  # ring 0: a normalised box has (almost) no DC power
     return {"energy": energy, "lowpass_energy": lp_energy,
             "energy_vs_lowpass": energy / lp_energy if lp_energy > 0 else math.nan,
             "spectrum": spec.tolist(), "lowpass_spectrum": lspec.tolist(),
