@@ -72,10 +72,13 @@ def test_masked_training_batches_are_seeded_and_masked():
     assert 0.15 < float(a[1].float().mean()) < 0.35
 
 
-def test_masked_spiral_loss_counts_only_the_valid_disc():
+def test_masked_spiral_loss_counts_only_the_valid_disc(tmp_path):
     noisy, _ = blobs(12, 16, noise=0.5)
-    res = train_denoiser(noisy, method="masked", arch="spiral", arch_config=SPIRAL, epochs=1, seed=0, **KW)
+    out = tmp_path / "s.safetensors"
+    res = train_denoiser(noisy, method="masked", arch="spiral", arch_config=SPIRAL, epochs=1, seed=0, out=out, **KW)
     assert np.isfinite(res.history["train_loss"][-1])
+    ft = train_denoiser(noisy, method="masked", init=out, epochs=1, seed=0, **KW)  # fine-tuning a spiral model
+    assert ft.config == res.config and np.isfinite(ft.history["val_masked_loss"][-1])
     from cryoxplain.denoise.train import _valid_weights
 
     w = _valid_weights(res.model, (16, 16))
