@@ -132,13 +132,17 @@ def transfer_gain(fn, images, *, batch_size: int = 64) -> np.ndarray:
 
 def lowpass_half_gain_frequency(gain: np.ndarray, n: int) -> float:
     """The first frequency (cycles/px) where ``gain`` (rings 0 … n//2 of an ``n``-px box) falls to
-    :data:`HALF_GAIN`, linearly interpolated between rings; ``inf`` when it never does."""
+    :data:`HALF_GAIN`, linearly interpolated between rings; ``inf`` when it never does.  Ring 0 is
+    taken as gain 1 (normalised images carry no DC to measure it on), so a map that halves every
+    measured ring gets a half-gain frequency below ring 1."""
     g = np.asarray(gain, float)
+    prev = 1.0
     for k in range(1, len(g)):
         if np.isfinite(g[k]) and g[k] < HALF_GAIN:
-            g0 = g[k - 1] if np.isfinite(g[k - 1]) else 1.0
-            t = (g0 - HALF_GAIN) / (g0 - g[k]) if g0 != g[k] else 0.0
+            t = (prev - HALF_GAIN) / (prev - g[k])
             return (k - 1 + float(np.clip(t, 0, 1))) / n
+        if np.isfinite(g[k]):
+            prev = g[k]
     return math.inf
 
 

@@ -136,3 +136,13 @@ def test_region_snr_planted():
 def test_gaussian_lowpass_zero_is_identity():
     x = white(2)
     assert torch.equal(gaussian_lowpass(0.0)(x), x)
+
+
+def test_half_gain_of_a_map_that_halves_every_ring():
+    from cryoxplain.metrics.nogt import lowpass_half_gain_frequency
+
+    g = np.full(17, 0.25)  # e.g. a barely trained net that outputs almost nothing
+    f = lowpass_half_gain_frequency(g, 32)
+    assert 0 < f < 1 / 32 and f == pytest.approx((0.5 / 0.75) / 32)
+    assert matched_lowpass_sigma(g, 32) > 5
+    assert math.isinf(lowpass_half_gain_frequency(np.ones(17), 32))
