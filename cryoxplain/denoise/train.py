@@ -157,11 +157,11 @@ class DenoiseTask(Task):
         from ..metrics.snr import DenoiseMetrics, snr_db
 
         x, y, bs = self.x_val, self.y_val, self.eval_batch
-        nan = {"val_loss": math.nan, "val_masked_loss": math.nan, "val_snr_out": math.nan, "val_snr_out_db": math.nan,
-               "val_psnr_db": math.nan}
+        nan = {"val_loss": math.nan, "val_masked_loss": math.nan, "val_contrast_sign": math.nan, "val_snr_out": math.nan,
+               "val_snr_out_db": math.nan, "val_psnr_db": math.nan}
         if len(x) == 0:
             return nan
-        sq, n, msq, mn = 0.0, 0, 0.0, 0.0
+        sq, n, msq, mn, odd, ref = 0.0, 0, 0.0, 0.0, 0.0, 0.0
         metrics = DenoiseMetrics(x.shape[-2:], mask="disc", frc_mask="none") if self.clean_val is not None else None
         for s in range(0, len(x), bs):
             xb = x[s:s + bs].to(device)
@@ -174,10 +174,13 @@ class DenoiseTask(Task):
             blind = model(replace_masked(xb, m, self.mask_replace, noise=noise)).cpu()
             msq += float(((blind - x[s:s + bs]) ** 2 * w).sum())
             mn += float(w.sum())
+            odd += float((model(-xb).cpu() + out).pow(2).sum())  # contrast sign: ‖F(−x) + F(x)‖² …
+            ref += float(out.pow(2).sum())  # … relative to ‖F(x)‖²
             if metrics is not None:
                 est = denormalize(out, self.mu_val[s:s + bs], self.sd_val[s:s + bs])[:, 0].double().numpy()
                 metrics.update(self.clean_val[s:s + bs], est)
-        res = dict(nan, val_loss=sq / n, val_masked_loss=msq / mn if mn > 0 else math.nan)
+        res = dict(nan, val_loss=sq / n, val_masked_loss=msq / mn if mn > 0 else math.nan,
+                   val_contrast_sign=math.sqrt(odd / ref) if ref > 0 else math.nan)
         if metrics is not None:
             res["val_snr_out"] = metrics.snr_out()
             res["val_snr_out_db"] = snr_db(res["val_snr_out"])

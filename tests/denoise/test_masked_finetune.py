@@ -176,3 +176,4 @@ def test_every_method_records_the_blind_spot_validation_loss():
     for kw in (dict(clean=clean), dict(noisy2=noisy[::-1].copy())):
         h = train_denoiser(noisy, arch="cartesian", arch_config=SMALL, epochs=1, **kw, **KW).history
         assert np.all(np.isfinite(h["val_masked_loss"])) and h["val_masked_loss"][0] != h["val_loss"][0]
+        assert np.all(np.asarray(h["val_contrast_sign"]) > 0)  # a ReLU net with batch norm is not odd
