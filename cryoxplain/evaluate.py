@@ -4,6 +4,9 @@
   batch by batch (``cryoxplain evaluate snr``);
 * :func:`evaluate_stack_equivariance` — the equivariance report of a saved model on particles of an
   MRC stack (``cryoxplain evaluate equivariance``);
+* :func:`evaluate_real` — the no-ground-truth report of a saved model on real particles (and a
+  micrograph with picks): equivariance, J-invariant loss, hallucination checks, contrast sign,
+  region SNR (``cryoxplain evaluate real``; math in :mod:`cryoxplain.metrics.nogt`);
 * :func:`run_equivariance_experiments` — the spiral-vs-cartesian training experiments of the thesis
   (§7.4): matched models (:func:`model_specs`), simulated particles, per-epoch histories, the claim
   checks (:func:`check_claims`) and their files (``benchmarks/equivariance_experiments.py`` is the
@@ -29,7 +32,7 @@ from .metrics.equivariance import evaluate_equivariance
 from .metrics.report import EquivarianceReport
 from .metrics.snr import DenoiseMetrics
 
-__all__ = ["evaluate_snr_files", "evaluate_stack_equivariance", "EXPERIMENTS", "CONFIGS", "n_params", "model_specs",
+__all__ = ["evaluate_snr_files", "evaluate_stack_equivariance", "evaluate_real", "read_picks", "background_boxes", "EXPERIMENTS", "CONFIGS", "n_params", "model_specs",
            "simulate_experiment", "run_equivariance_experiments", "check_claims", "write_experiment_results",
            "read_experiment_results", "format_experiments_table"]
 
@@ -118,6 +121,185 @@ def evaluate_stack_equivariance(stack, model="default", *, n_images: int = 64, n
     if window is not None:
         rep.window = f"disc (radius {r:g} px, taper {min(t, r):g} px)"
     return rep, info
+
+
+def read_picks(path, micrograph_pixel_size: float | None = None) -> np.ndarray:
+    """Pick centres ``(N, 2)`` as ``(row, column)`` pixels of the micrograph, from a RELION STAR file
+    (``rlnCoordinateX/Y``; every row is taken as a pick on the given micrograph).  RELION writes
+    coordinates in pixels of the original micrograph: when the optics block gives
+    ``rlnMicrographOriginalPixelSize`` and ``micrograph_pixel_size`` is known they are rescaled to
+    the (binned) micrograph's pixels."""
+    from .errors import InputFileError
+    from .io.star import StarTable, read_star
+
+    blocks = read_star(path)
+    table = next((t for t in blocks.values() if isinstance(t, StarTable) and "rlnCoordinateX" in t), None)
+    if table is None or "rlnCoordinateY" not in table:
+        raise InputFileError(f"{path}: no rlnCoordinateX/rlnCoordinateY columns; picks=... must list particle coordinates")
+    xy = np.stack([np.asarray(table["rlnCoordinateY"], float), np.asarray(table["rlnCoordinateX"], float)], axis=1)
+    optics = blocks.get("optics")
+    orig = None
+    if isinstance(optics, StarTable) and "rlnMicrographOriginalPixelSize" in optics:
+        orig = float(np.asarray(optics["rlnMicrographOriginalPixelSize"], float)[0])
+    if orig and micrograph_pixel_size:
+        xy = xy * (orig / float(micrograph_pixel_size))
+    return xy
+
+
+def background_boxes(shape, picks: np.ndarray, box: int, *, min_distance: float | None = None,
+                     stride: int | None = None) -> np.ndarray:
+    """Top-left corners ``(M, 2)`` of ``box``-px boxes of a micrograph of ``shape`` whose centres are
+    at least ``min_distance`` px (default ``3·box/4``: the central box/4 disc then stays box/2 from
+    every pick centre) from every pick: background (empty-ice) patches on a grid of ``stride`` px
+    (default ``box // 4``; neighbouring patches overlap)."""
+    h, w = shape
+    d = float(0.75 * box if min_distance is None else min_distance)
+    st = int(stride or max(1, box // 4))
+    ys, xs = np.arange(0, h - box + 1, st), np.arange(0, w - box + 1, st)
+    corners = np.array([(y, x) for y in ys for x in xs], dtype=np.int64).reshape(-1, 2)
+    if len(picks) and len(corners):
+        c = corners + box // 2
+        dist = np.sqrt(((c[:, None, :] - np.asarray(picks)[None, :, :]) ** 2).sum(-1)).min(1)
+        corners = corners[dist >= d]
+    return corners
+
+
+def _cut(image: np.ndarray, corners: np.ndarray, box: int) -> np.ndarray:
+    return np.stack([image[y:y + box, x:x + box] for y, x in corners]).astype(np.float32) if len(corners) else \
+        np.zeros((0, box, box), np.float32)
+
+
+def evaluate_real(stack, model="default", *, micrograph=None, picks=None, n_images: int = 64, n_noise: int = 64,
+                  n_background: int = 64, spacing: int = 4, n_offgrid: int = 12, signal_radius: float | None = None,
+                  seed: int = 0, device: str = "auto", batch_size: int = 64, project_dir=None,
+                  stack_header: bool | None = None):
+    """Judge a denoiser on real data without ground truth: a :class:`~cryoxplain.metrics.report.NoGroundTruthReport`.
+
+    ``stack``: an MRC stack or a RELION ``.star`` / cryoSPARC ``.cs`` particle file
+    (:func:`cryoxplain.io.particles.open_images`); up to ``n_images`` particles are drawn with
+    ``seed`` and normalised each (:func:`cryoxplain.imaging.normalize.normalize`, as for denoising).
+    ``model``: a model file or shipped name (or an ``nn.Module``).  Returns ``(report, model_info)``.  Measured (:mod:`cryoxplain.metrics.nogt`; meanings in
+    docs/metrics.md):
+
+    * the rotation-equivariance report (:func:`cryoxplain.metrics.equivariance.evaluate_equivariance`);
+    * the J-invariant loss (grid ``spacing``) of the model, of the Gaussian low-pass of matched
+      bandwidth (same half-gain frequency on these particles) and of the identity;
+    * the contrast-sign error ‖F(−x)+F(x)‖/‖F(x)‖;
+    * the response to ``n_noise`` white-noise boxes and, with ``micrograph``, to up to
+      ``n_background`` background boxes whose centres are at least 3/4 box from every pick
+      (:func:`background_boxes`; each normalised);
+    * with ``micrograph`` and ``picks`` (a STAR file; default: ``stack`` when it is one), the Topaz
+      region SNR on the micrograph (normalised once): a disc of ``signal_radius`` px (default box/4)
+      at each pick against the same disc in the nearest background box, for the raw boxes, the
+      model's output and the matched low-pass.
+    """
+    from .errors import InputFileError
+    from .imaging.normalize import normalize
+    from .io.mrc import read_mrc
+    from .io.particles import open_images
+    from .metrics.nogt import (contrast_sign_error, gaussian_lowpass, j_invariant_loss, lowpass_half_gain_frequency,
+                               matched_lowpass_sigma, noise_response, region_snr, transfer_gain)
+    from .metrics.report import NoGroundTruthReport
+    from .models.registry import load_model
+    from .utils import resolve_device
+
+    for name, v in (("n_images", n_images), ("n_noise", n_noise), ("n_background", n_background)):
+        if int(v) < 1:
+            raise ParameterError(f"{name} must be >= 1, got {v}")
+    dev = resolve_device(device)
+    if isinstance(model, torch.nn.Module):  # an in-memory denoiser (tests, notebooks)
+        from .models.registry import ModelInfo
+
+        net, info = model.to(dev).eval(), ModelInfo(arch=type(model).__name__, task="denoise", config={})
+    else:
+        net, info = load_model(model, device=dev, task="denoise")
+    with open_images(stack, project_dir=project_dir, stack=stack_header) as st:
+        h, w = st.image_shape
+        if h != w:
+            raise ShapeError(f"{stack}: images are {h}x{w}; the no-ground-truth report needs square boxes")
+        n = len(st)
+        idx = np.arange(n) if n <= n_images else np.sort(np.random.default_rng(seed).choice(n, n_images, replace=False))
+        imgs = st[idx]
+        px = getattr(st, "pixel_size", None) or getattr(st, "voxel_size", None)
+    if picks is not None and micrograph is None:
+        raise ParameterError("picks=... needs the micrograph they were picked on (micrograph=...)")
+    mic = mpx = None
+    if micrograph is not None:
+        mic, mpx = read_mrc(micrograph)
+        if mic.ndim != 2:
+            raise InputFileError(f"{micrograph}: a micrograph is one 2D image, got shape {mic.shape}")
+        if px and mpx and abs(mpx / px - 1) > 0.02:
+            raise ParameterError(f"micrograph={micrograph} has {mpx:.4g} Å/px but the particles {px:.4g} Å/px; give "
+                                 "the micrograph at the particles' sampling (e.g. the binned one)")
+        if picks is None and str(stack).lower().endswith(".star"):
+            picks = stack
+        centres = read_picks(picks, mpx) if picks is not None else np.zeros((0, 2))
+    x = normalize(torch.from_numpy(np.ascontiguousarray(imgs))[:, None])[0]
+    rep = NoGroundTruthReport(model=info.path or info.arch, stack=str(stack), n_images=len(x), box=h,
+                              pixel_size=float(px) if px else None, j_spacing=int(spacing))
+    eq = evaluate_equivariance(net, x, n_offgrid=n_offgrid, seed=seed, batch_size=batch_size)
+    rep.equivariance = dict(eq.summary)
+    gain = transfer_gain(net, x, batch_size=batch_size)
+    sigma = matched_lowpass_sigma(gain, h)
+    rep.lowpass_sigma_px, rep.half_gain_per_px = sigma, lowpass_half_gain_frequency(gain, h)
+    lp = gaussian_lowpass(sigma)
+    rep.j_invariant = {"model": j_invariant_loss(net, x, spacing=spacing, batch_size=batch_size),
+                       "lowpass": j_invariant_loss(lp, x, spacing=spacing, window=_window(net, h)),
+                       "identity": j_invariant_loss(lambda t: t, x, spacing=spacing, window=_window(net, h))}
+    rep.contrast_sign = {"model": contrast_sign_error(net, x, batch_size=batch_size)}
+    white = torch.randn(int(n_noise), 1, h, w, generator=torch.Generator().manual_seed(int(seed)))
+    rep.noise = {"white": noise_response(net, white, sigma=sigma, batch_size=batch_size), "background": None}
+    if mic is None:
+        return rep, info
+    corners = background_boxes(mic.shape, centres, h)
+    if len(corners) == 0:
+        rep.notes.append("no background box of the micrograph is 3/4 box away from every pick")
+    else:
+        sel = corners if len(corners) <= n_background else \
+            corners[np.sort(np.random.default_rng(seed).choice(len(corners), n_background, replace=False))]
+        bg = normalize(torch.from_numpy(_cut(mic, sel, h))[:, None])[0]
+        rep.noise["background"] = noise_response(net, bg, sigma=sigma, batch_size=batch_size)
+    if picks is None or len(corners) == 0:
+        return rep, info
+    rep.snr = _region_snrs(net, lp, mic, centres, corners, h, signal_radius, batch_size)
+    if rep.snr["n_regions"] < len(centres):
+        rep.notes.append(f"{len(centres) - rep.snr['n_regions']} pick(s) closer than box/2 to the micrograph edge: skipped")
+    return rep, info
+
+
+def _window(net, h):
+    from .metrics.nogt import window_for
+
+    return window_for(net, (h, h))
+
+
+def _region_snrs(net, lp, mic, centres, corners, box, signal_radius, batch_size) -> dict:
+    """Topaz region SNR (dB) of the boxes at the picks: raw, model output, low-pass (module docstring)."""
+    from .imaging.masks import disc_mask
+    from .imaging.normalize import normalize
+    from .metrics.equivariance import as_image_function
+    from .metrics.nogt import region_snr
+
+    h, w = mic.shape
+    mn = normalize(torch.from_numpy(np.ascontiguousarray(mic))[None, None])[0][0, 0].numpy()
+    tl = np.rint(np.asarray(centres)).astype(np.int64) - box // 2
+    inside = (tl[:, 0] >= 0) & (tl[:, 1] >= 0) & (tl[:, 0] + box <= h) & (tl[:, 1] + box <= w)
+    tl = tl[inside]
+    bc = corners + box // 2
+    pair = np.argmin(((tl[:, None, :] + box // 2 - bc[None]) ** 2).sum(-1), axis=1) if len(tl) else np.zeros(0, int)
+    sig = torch.from_numpy(_cut(mn, tl, box))[:, None]
+    bgs = torch.from_numpy(_cut(mn, corners[pair], box))[:, None]
+    r = box / 4.0 if signal_radius is None else float(signal_radius)
+    disc = disc_mask((box, box), r) > 0
+    f = as_image_function(net, batch_size=batch_size)
+    out = {"n_regions": int(len(tl)), "signal_radius_px": r}
+    for name, fn in (("raw", lambda t: t), ("model", f), ("lowpass", lp)):
+        if len(tl) == 0:
+            out[f"{name}_db"] = math.nan
+            continue
+        a, b = fn(sig).float().numpy()[:, 0], fn(bgs).float().numpy()[:, 0]
+        out[f"{name}_db"] = region_snr([s[disc] for s in a], [t[disc] for t in b])["snr_db"]
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

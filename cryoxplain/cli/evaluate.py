@@ -2,7 +2,8 @@
 
 * ``snr`` — :mod:`cryoxplain.cli.evaluate_snr`;
 * ``equivariance`` — :mod:`cryoxplain.cli.evaluate_equivariance`;
-* ``explanations`` — :mod:`cryoxplain.cli.evaluate_explanations`.
+* ``explanations`` — :mod:`cryoxplain.cli.evaluate_explanations`;
+* ``real`` — :mod:`cryoxplain.cli.evaluate_real` (no ground truth).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ SUBCOMMANDS: dict[str, str] = {
     "snr": "evaluate_snr:snr",
     "equivariance": "evaluate_equivariance:equivariance",
     "explanations": "evaluate_explanations:explanations",
+    "real": "evaluate_real:real",
 }
 
 

@@ -21,6 +21,16 @@ from .common import device_option, force_option, seed_option
 @click.option("--noisy", type=click.Path(dir_okay=False), help="Noisy particle stack (network input).")
 @click.option("--clean", type=click.Path(dir_okay=False), help="Clean stack (supervised target / validation ground truth).")
 @click.option("--noisy2", type=click.Path(dir_okay=False), help="Second independent noisy copy (Noise2Noise target).")
+@click.option("--method", type=click.Choice(["supervised", "noise2noise", "masked"]), default=None,
+              help="denoise: training loss [default: noise2noise with --noisy2, else supervised with --clean, "
+                   "else masked — blind-spot self-supervision on --noisy alone].")
+@click.option("--mask-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=1 / 16,
+              show_default="1/16", help="masked: fraction of pixels hidden per batch.")
+@click.option("--mask-replace", type=click.Choice(["mean", "noise", "zero"]), default="mean", show_default=True,
+              help="masked: what a hidden pixel is replaced by (mean of its unmasked neighbours, unit noise, zero).")
+@click.option("--init", default=None, metavar="default|PATH",
+              help="denoise: fine-tune from a shipped model name (default, …) or a model file; the architecture "
+                   "and its config come from the file (--arch/--config may only repeat them).")
 @click.option("--class-stack", "class_stacks", multiple=True, type=click.Path(dir_okay=False), metavar="STACK",
               help="classify: one particle stack per class, repeatable; a particle's label is its stack "
                    "(e.g. particles simulated from two structures).")
@@ -45,13 +55,15 @@ from .common import device_option, force_option, seed_option
               help="Record the rotation-equivariance error per epoch (denoisers; history columns "
                    "equivariance, equivariance_grid, equivariance_floor, equivariance_reference).")
 @force_option
-def train(task, arch, config_items, noisy, clean, noisy2, class_stacks, class_names, epochs, seed, output, resume, augment, device,
+def train(task, arch, config_items, noisy, clean, noisy2, method, mask_fraction, mask_replace, init, class_stacks, class_names, epochs, seed, output, resume, augment, device,
           batch_size, lr, lr_schedule, val_fraction, crop, checkpoint_every, equivariance, force):
     """Train a model and write it with its per-epoch history.
 
     \b
     Supervised:   cryoxplain train --noisy N.mrcs --clean C.mrcs --epochs 20 -o model.safetensors
     Noise2Noise:  cryoxplain train --noisy N1.mrcs --noisy2 N2.mrcs -o model.safetensors
+    Self-supervised (blind spot), fine-tuning the shipped model:
+                  cryoxplain train --noisy N.mrcs --method masked --init default -o model.safetensors
     Classifier:   cryoxplain train --task classify --class-stack A.mrcs --class-stack B.mrcs -o cls.safetensors
     Library: cryoxplain.denoise.train_denoiser / cryoxplain.classify.train_classifier (cryoxplain.training).
     """
@@ -88,12 +100,15 @@ def train(task, arch, config_items, noisy, clean, noisy2, class_stacks, class_na
         from ..metrics.equivariance import EquivarianceCallback
 
         callbacks.append(EquivarianceCallback(seed=seed))
-    res = train_denoiser(noisy, clean, noisy2, arch=arch or "cartesian", arch_config=arch_config,
-                         config=TrainConfig.from_kwargs(None, **settings), out=output, callbacks=callbacks, force=force)
+    res = train_denoiser(noisy, clean, noisy2, arch=arch, arch_config=arch_config,
+                         config=TrainConfig.from_kwargs(None, **settings), out=output, callbacks=callbacks, force=force,
+                         method=method, init=init, mask_fraction=mask_fraction, mask_replace=mask_replace)
     if not distributed.context().main:  # torchrun only: job-array tasks train on their own
         return  # under torchrun rank 0 reports
     last = {k: v[-1] for k, v in res.history.items()}
-    click.echo(f"wrote {res.model_path} (epoch {int(last['epoch'])}: train loss {last['train_loss']:.4g}, "
-               f"val loss {last['val_loss']:.4g}, val SNR_out {last['val_snr_out_db']:.2f} dB, "
-               f"PSNR {last['val_psnr_db']:.2f} dB)")
+    snr = (f", val SNR_out {last['val_snr_out_db']:.2f} dB, PSNR {last['val_psnr_db']:.2f} dB"
+           if last['val_snr_out_db'] == last['val_snr_out_db'] else "")
+    click.echo(f"wrote {res.model_path} ({res.method}{', from ' + str(init) if init else ''}; epoch "
+               f"{int(last['epoch'])}: train loss {last['train_loss']:.4g}, val loss {last['val_loss']:.4g}, "
+               f"val masked loss {last['val_masked_loss']:.4g}{snr})")
     click.echo(f"history {res.history_path}; checkpoint {res.checkpoint_path}")

@@ -3,7 +3,9 @@
 * :class:`EquivarianceReport` — what :func:`cryoxplain.metrics.equivariance.evaluate_equivariance`
   returns; ``to_dict()`` (JSON) and ``format_table()`` (stdout);
 * :func:`format_snr_table` — the table of a :meth:`cryoxplain.metrics.snr.DenoiseMetrics.result`
-  dict (what ``cryoxplain evaluate snr`` prints).
+  dict (what ``cryoxplain evaluate snr`` prints);
+* :class:`NoGroundTruthReport` — what :func:`cryoxplain.evaluate.evaluate_real` returns (the
+  no-ground-truth metrics of :mod:`cryoxplain.metrics.nogt`; ``cryoxplain evaluate real``).
 
 Numbers in, text out: nothing here computes a metric, opens a file or draws.
 """
@@ -14,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-__all__ = ["EquivarianceReport", "format_snr_table"]
+__all__ = ["EquivarianceReport", "NoGroundTruthReport", "format_snr_table"]
 
 
 @dataclass
@@ -139,3 +141,63 @@ def format_snr_table(res: dict) -> str:
             rows.append((f"FRC {c['threshold']} crossing", f"{c['frequency_per_px']:.4g} 1/px (pixel size unknown){tag}"))
     w = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{w}}  {_fmt(v)}" for k, v in rows)
+
+
+@dataclass
+class NoGroundTruthReport:
+    """Result of :func:`cryoxplain.evaluate.evaluate_real`: a denoiser judged without clean images.
+
+    ``equivariance``: the :class:`EquivarianceReport` summary (``grid``, ``offgrid``, ``reference``
+    …); ``j_invariant``: the J-invariant held-out loss of the model, the matched low-pass and the
+    identity (its neighbour-mean blind-spot version); ``lowpass_sigma_px`` / ``half_gain_per_px``:
+    the matched Gaussian low-pass and the model's half-gain frequency on the particles;
+    ``contrast_sign``: ‖F(−x)+F(x)‖/‖F(x)‖; ``noise``: :func:`~cryoxplain.metrics.nogt.noise_response`
+    on white noise (``white``) and on background patches of the micrograph (``background``);
+    ``snr``: Topaz-style region SNR (dB) of the micrograph boxes at the picks, raw / model /
+    low-pass (None without a micrograph and picks).  docs/metrics.md explains every number.
+    """
+
+    model: str
+    stack: str
+    n_images: int
+    box: int
+    pixel_size: float | None
+    equivariance: dict = field(default_factory=dict)
+    j_invariant: dict = field(default_factory=dict)
+    j_spacing: int = 4
+    lowpass_sigma_px: float = 0.0
+    half_gain_per_px: float = math.nan
+    contrast_sign: dict = field(default_factory=dict)
+    noise: dict = field(default_factory=dict)
+    snr: dict | None = None
+    notes: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def format_table(self) -> str:
+        eq = self.equivariance
+        jv = self.j_invariant
+        rows = [("images", f"{self.n_images} ({self.box}×{self.box} px"
+                 + (f", {self.pixel_size:.4g} Å/px)" if self.pixel_size else ")")),
+                ("equivariance E, 90/180/270° (mean)", eq.get("grid")),
+                ("equivariance E, off-grid (mean ± sd)", f"{_fmt(eq.get('offgrid'))} ± {_fmt(eq.get('offgrid_std'))}"
+                 f"   (iso-blur reference {_fmt(eq.get('reference'))})"),
+                (f"J-invariant loss (grid {self.j_spacing}), model", jv.get("model")),
+                ("  matched low-pass / identity (neighbour mean)", f"{_fmt(jv.get('lowpass'))} / {_fmt(jv.get('identity'))}"),
+                ("matched low-pass σ (px); model half-gain (1/px)", f"{_fmt(self.lowpass_sigma_px)}; {_fmt(self.half_gain_per_px)}"),
+                ("contrast-sign error ‖F(−x)+F(x)‖/‖F(x)‖", self.contrast_sign.get("model"))]
+        for name, r in self.noise.items():
+            if r is None:
+                continue
+            rows.append((f"{name} noise ({r['n_images']}): output/input energy, model", r["energy"]))
+            rows.append(("  matched low-pass; model/low-pass", f"{_fmt(r['lowpass_energy'])}; {_fmt(r['energy_vs_lowpass'])}"
+                         f"   (spectral excess {_fmt(r['spectrum_excess'])} at ring {r['spectrum_excess_ring']})"))
+        if self.snr is not None:
+            s = self.snr
+            rows.append((f"region SNR (dB, {s['n_regions']} picks): raw / model / low-pass",
+                         f"{_fmt(s['raw_db'])} / {_fmt(s['model_db'])} / {_fmt(s['lowpass_db'])}"))
+        w = max(len(k) for k, _ in rows)
+        lines = [f"{k:<{w}}  {_fmt(v)}" for k, v in rows]
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)

@@ -138,8 +138,8 @@ def test_bad_training_inputs():
     noisy, clean = blobs(10, 16)
     with pytest.raises(ShapeError):
         train_denoiser(noisy, clean[:5], epochs=1, **KW)
-    with pytest.raises(ParameterError):
-        train_denoiser(noisy, None, epochs=1, **KW)
+    with pytest.raises(ParameterError, match="clean"):  # noisy alone now means method="masked"
+        train_denoiser(noisy, None, epochs=1, method="supervised", **KW)
     with pytest.raises(ParameterError, match="augmentation"):
         train_denoiser(noisy, clean, epochs=1, augment="spin", **KW)
 
@@ -195,8 +195,10 @@ def test_loss_and_validation_on_the_models_valid_disc():
     y = torch.randn(n, 1, box, box, generator=g)
     clean = torch.randn(n, box, box, generator=g).numpy()
     mu, sd = torch.zeros(n, 1, 1, 1), torch.ones(n, 1, 1, 1)
-    task = DenoiseTask(x, y, x, y, mu, sd, clean, valid_radius=5.0)
-    inside = torch.from_numpy(task.valid)
+    from cryoxplain.imaging.masks import disc_mask
+
+    task = DenoiseTask(x, y, x, y, mu, sd, clean, valid=torch.from_numpy(disc_mask((box, box), 5.0)))
+    inside = task.valid_b
 
     class Outside(torch.nn.Module):
         def __init__(self, value):
@@ -225,7 +227,7 @@ def test_spiral_training_uses_its_mask(monkeypatch):
 
     class Recording(dt.DenoiseTask):
         def __init__(self, *a, **kw):
-            seen.append(kw.get("valid_radius"))
+            seen.append(kw.get("valid"))
             super().__init__(*a, **kw)
 
     monkeypatch.setattr(dt, "DenoiseTask", Recording)
@@ -233,7 +235,10 @@ def test_spiral_training_uses_its_mask(monkeypatch):
     res = train_denoiser(noisy, clean, arch="spiral", arch_config=dict(box_size=17, depth=2, width=4), epochs=1,
                          batch_size=4, seed=0)
     r = model_valid_radius(res.model)
-    assert r is not None and r < 17 / 2 and seen == [r]
+    assert r is not None and r < 17 / 2 and len(seen) == 1
+    from cryoxplain.imaging.masks import disc_mask
+
+    assert torch.equal(seen[0], torch.from_numpy(disc_mask((17, 17), r)))
     assert np.isfinite(res.history["val_snr_out_db"][-1])
     train_denoiser(noisy, clean, epochs=1, batch_size=4, seed=0, config=None, arch_config={"depth": 2, "width": 4})
     assert seen[-1] is None
