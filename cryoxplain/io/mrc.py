@@ -332,6 +332,35 @@ def _data_view(info: MrcInfo, permissive: bool):
     return data.reshape(info.shape), mrc
 
 
+def _drop_pages(view) -> None:
+    """Let the kernel unmap the pages of ``view`` (a slice of a ``numpy.memmap``) from this process.
+
+    Pages of a memory-mapped file that were read or written stay resident — and count in the RSS —
+    until the mapping is closed, so streaming a stack through a map grows the process with the
+    stack.  Once a batch has been copied out (reading) or stored (writing) its pages are not needed
+    again: ``madvise(MADV_DONTNEED)`` on a shared file mapping only drops them from this process's
+    page tables (dirty pages stay in the page cache and reach the file as usual; a later access
+    reads them back).  The range is widened down to a page boundary (the page shared with the
+    previous batch is complete by then).  A no-op where madvise is unavailable.
+    """
+    import mmap as _mmap
+
+    mm = getattr(view, "_mmap", None)
+    if mm is None or not hasattr(mm, "madvise") or not hasattr(_mmap, "MADV_DONTNEED") or view.size == 0:
+        return
+    with contextlib.suppress(ValueError, OSError, TypeError, BufferError):
+        base = np.frombuffer(mm, np.uint8)
+        try:
+            lo = view.ctypes.data - base.ctypes.data
+        finally:
+            del base
+        hi = lo + view.nbytes
+        page = _mmap.PAGESIZE
+        lo, hi = lo - lo % page, hi - hi % page
+        if hi > lo:
+            mm.madvise(_mmap.MADV_DONTNEED, lo, hi - lo)
+
+
 def _convert(data: np.ndarray, dtype, where: str, check_finite: bool) -> np.ndarray:
     """Copy ``data`` (possibly a memory map) into a new in-memory array of ``dtype``."""
     if check_finite and data.dtype.kind == "f" and not np.isfinite(data).all():
@@ -417,8 +446,11 @@ class ImageStack:
             raise ParameterError("batch size must be ≥ 1")
         for start in range(0, len(self), batch_size):
             stop = min(start + batch_size, len(self))
-            yield start, _convert(self._data[start:stop], np.float32,
-                                  f"{self.path} images {start}..{stop - 1}", self.check_finite)
+            view = self._data[start:stop]
+            out = _convert(view, np.float32, f"{self.path} images {start}..{stop - 1}", self.check_finite)
+            _drop_pages(view)  # streamed once: the mapped pages need not stay resident
+            del view
+            yield start, out
 
     def close(self) -> None:
         self._data = None
@@ -534,8 +566,11 @@ class StackWriter:
         if done.any():  # header statistics are accumulated once per image
             raise ShapeError(f"{self.path}: image {start + int(np.argmax(done))} was already written")
         stored = images.astype(self.dtype, copy=False)
-        self._mrc.data[start:start + len(images)] = stored
+        view = self._mrc.data[start:start + len(images)]
+        view[...] = stored
         self.stats.add(stored)
+        _drop_pages(view)  # written: RSS stays one batch, whatever the stack length
+        del view
         self._written[start:start + len(images)] = True
 
     def __exit__(self, exc_type, exc, tb):

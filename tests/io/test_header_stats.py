@@ -67,3 +67,31 @@ def test_stack_writer_refuses_an_image_written_twice(tmp_path):
             w.write(0, data[:3])
             w.write(2, data[2:])
     assert list(tmp_path.iterdir()) == []
+
+
+def _rss_mb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return None
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/status"), reason="needs /proc (Linux)")
+def test_streaming_a_stack_through_the_maps_keeps_rss_bounded(tmp_path):
+    from cryoxplain.io.mrc import open_stack
+
+    n, box = 4000, 64  # 65 MB
+    out = tmp_path / "big.mrcs"
+    before = _rss_mb()
+    with StackWriter(out, (n, box, box)) as w:
+        for s in range(0, n, 100):
+            w.write(s, np.full((100, box, box), s, np.float32))
+        after_write = _rss_mb()
+    with open_stack(out) as st:
+        for s, b in st.batches(100):
+            assert b[0, 0, 0] == s
+        after_read = _rss_mb()
+    assert after_write - before < 25, (before, after_write)
+    assert after_read - before < 25, (before, after_read)
+    _assert_header(out, np.repeat(np.arange(0, n, 100, dtype=np.float64), 100 * box * box))
