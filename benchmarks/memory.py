@@ -54,7 +54,9 @@ BASELINE_CHILD = "import numpy, torch, cryoxplain.io.mrc, cryoxplain.denoise"
 def _run(argv: list, env: dict) -> tuple[float, float]:
     """Run ``argv``; return (peak RSS in MB, wall seconds).  Fails loudly on a non-zero exit."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # cwd: not the repository, so that `python -c` does not import the tree it was started from
+    proc = subprocess.Popen(argv, env=env, cwd=tempfile.gettempdir(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     err = proc.stderr.read().decode(errors="replace")
@@ -75,7 +77,8 @@ def main(argv=None) -> None:
 
     work = Path(tempfile.mkdtemp(prefix="cx-mem-", dir=args.workdir))
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-    variants = [("this tree", env)]
+    here = str(Path(__file__).resolve().parent.parent)
+    variants = [("this tree", dict(env, PYTHONPATH=here))]
     if args.baseline:
         variants.append(("baseline", dict(env, PYTHONPATH=args.baseline)))
     py = sys.executable
@@ -83,7 +86,7 @@ def main(argv=None) -> None:
     rows = []
     try:
         model = work / "tiny.safetensors"
-        _run([py, "-c", MODEL_CHILD, str(model)], env)
+        _run([py, "-c", MODEL_CHILD, str(model)], variants[0][1])
         for label, e in variants:
             base, _ = _run([py, "-c", BASELINE_CHILD], e)
             rows.append((label, "imports only", "-", base, 0.0))

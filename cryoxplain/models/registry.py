@@ -310,6 +310,13 @@ def save_model(path: str | os.PathLike, model: torch.nn.Module, arch: str, confi
         "version": __version__,
     }
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:  # a diverged model is never written
+        from ..errors import ParameterError
+
+        n = sum(int((~torch.isfinite(state[k])).sum()) for k in bad)
+        raise ParameterError(f"refusing to write {path}: {n} model value(s) are NaN/Inf (in {', '.join(bad[:3])}"
+                             f"{', …' if len(bad) > 3 else ''}); the training diverged")
     with atomic_path(path, force=force) as tmp:
         save_file(state, str(tmp), metadata={"cryoxplain": json.dumps(meta)})
     return Path(path)
