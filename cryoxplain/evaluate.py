@@ -96,8 +96,11 @@ def evaluate_stack_equivariance(stack, model="default", *, n_images: int = 64, n
     from .models.registry import load_model
     from .utils import resolve_device
 
+    from .utils import check_seed
+
     if n_images < 1:
         raise ParameterError(f"n_images must be >= 1, got {n_images}")
+    seed = check_seed(seed)
     dev = resolve_device(device)
     net, info = load_model(model, device=dev)
     with open_images(stack, project_dir=project_dir, stack=stack_header) as st:

@@ -35,9 +35,33 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
     raise DeviceError(f"unknown device {spec!r}; use auto, cpu, cuda or cuda:N")
 
 
+#: the largest seed accepted everywhere (torch and numpy take 0 … 2**63 − 1 in every use we make)
+MAX_SEED = 2 ** 63 - 1
+
+
+def check_seed(seed, name: str = "seed") -> int:
+    """The one seed validator: an integer in ``0 … 2**63 − 1`` (what numpy's and torch's generators
+    accept), returned as ``int``; anything else raises :class:`~cryoxplain.errors.ParameterError`."""
+    from .errors import ParameterError
+
+    if isinstance(seed, bool):
+        raise ParameterError(f"{name} must be a whole number from 0 to 2**63-1, got {seed!r}")
+    if not isinstance(seed, (int, np.integer)):
+        try:
+            as_float = float(seed)
+        except (TypeError, ValueError):
+            as_float = None
+        if as_float is None or not as_float.is_integer():
+            raise ParameterError(f"{name} must be a whole number from 0 to 2**63-1, got {seed!r}")
+        seed = int(as_float)
+    if not 0 <= int(seed) <= MAX_SEED:
+        raise ParameterError(f"{name} must be a whole number from 0 to 2**63-1 ({MAX_SEED}), got {int(seed)}")
+    return int(seed)
+
+
 def seed_everything(seed: int) -> np.random.Generator:
     """Seed Python, NumPy and torch; return a NumPy Generator for explicit use."""
-    seed = int(seed)
+    seed = check_seed(seed)
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)

@@ -19,12 +19,15 @@ class _Degrees(click.ParamType):
     name = "DEG[,DEG...]"
 
     def convert(self, value, param, ctx):
+        from ..metrics.equivariance import check_angles_deg
+
         if isinstance(value, list):
-            return value
+            return check_angles_deg(value, "--angles")
         try:
-            return [float(a) for a in str(value).replace(" ", "").split(",") if a] or None
+            angles = [float(a) for a in str(value).replace(" ", "").split(",") if a]
         except ValueError:
             self.fail(f"must be comma-separated degrees, e.g. 30,45,123.5; got {value!r}", param, ctx)
+        return check_angles_deg(angles, "--angles") or None
 
 
 @click.command("equivariance")

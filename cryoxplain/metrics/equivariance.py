@@ -254,6 +254,20 @@ def isotropic_reference(images: Array, angles_deg: Iterable[float], mask=None, *
     return equivariance_error(_isotropic_lowpass(sigma), images, angles_deg, mask=mask, method=method, window=window)
 
 
+def check_angles_deg(angles, name: str = "offgrid angles") -> list[float]:
+    """Angles in degrees as finite floats (NaN/Inf or non-numbers raise ParameterError)."""
+    out = []
+    for a in angles:
+        try:
+            v = float(a)
+        except (TypeError, ValueError):
+            raise ParameterError(f"{name} must be numbers of degrees, got {a!r}") from None
+        if not math.isfinite(v):
+            raise ParameterError(f"{name} must be finite numbers of degrees, got {a!r}")
+        out.append(v)
+    return out
+
+
 def offgrid_angles(n: int = DEFAULT_N_OFFGRID, seed: int = 0, min_distance_deg: float = 2.0) -> list[float]:
     """``n`` stratified random angles (degrees): one drawn uniformly (seeded) in each of ``n`` equal
     sectors of [0°, 360°), at least ``min_distance_deg`` from any multiple of 90°.
@@ -389,7 +403,7 @@ def evaluate_equivariance(fn, images: Array, n_offgrid: int = DEFAULT_N_OFFGRID,
     n, _, h, w = x.shape
     f = as_image_function(fn, batch_size=batch_size)
     y = f(x)
-    angles_off = [float(a) for a in offgrid] if offgrid is not None else offgrid_angles(n_offgrid, seed)
+    angles_off = check_angles_deg(offgrid) if offgrid is not None else offgrid_angles(n_offgrid, seed)
     all_angles = list(GRID_ANGLES_DEG) + angles_off
     if _is_classifier_output(y):
         floor = rotation_floor(x, all_angles, mask=mask, method=method, window=window)
