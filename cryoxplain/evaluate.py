@@ -44,7 +44,9 @@ def evaluate_snr_files(clean, estimate, noisy=None, mask="disc", pixel_size: flo
     Returns :meth:`DenoiseMetrics.result` plus ``files`` (the paths).
     """
     from .io.mrc import open_stack
+    from .utils import check_pixel_size
 
+    check_pixel_size(pixel_size)  # before opening anything
     paths = [("clean", clean), ("estimate", estimate)] + ([("noisy", noisy)] if noisy else [])
     stacks = {}
     try:
@@ -55,7 +57,7 @@ def evaluate_snr_files(clean, estimate, noisy=None, mask="disc", pixel_size: flo
             if st.shape != ref.shape:
                 raise ShapeError(f"{name} {paths[[n for n, _ in paths].index(name)][1]} has shape {st.shape}, "
                                  f"clean has {ref.shape}; the stacks must correspond image by image")
-        ps = pixel_size if pixel_size else ref.voxel_size
+        ps = check_pixel_size(pixel_size) if pixel_size is not None else ref.voxel_size
         m = DenoiseMetrics(ref.image_shape, mask=mask, pixel_size=ps, data_range=data_range)
         its = {k: v.batches(batch_size) for k, v in stacks.items()}
         for (_, c), (_, e) in zip(its["clean"], its["estimate"]):

@@ -1,6 +1,7 @@
 """Small shared helpers: device selection and seeding."""
 from __future__ import annotations
 
+import math
 import os
 import random
 
@@ -57,6 +58,25 @@ def check_seed(seed, name: str = "seed") -> int:
     if not 0 <= int(seed) <= MAX_SEED:
         raise ParameterError(f"{name} must be a whole number from 0 to 2**63-1 ({MAX_SEED}), got {int(seed)}")
     return int(seed)
+
+
+def check_pixel_size(value, name: str = "pixel_size") -> float | None:
+    """The one pixel-size validator: ``None`` (unknown: use the file header) or a finite number of
+    Å/px > 0, returned as float.  0, negative, NaN and Inf raise
+    :class:`~cryoxplain.errors.ParameterError` (a header voxel size of 0 is read as ``None`` by
+    :func:`cryoxplain.io.mrc.sniff`; an explicit 0 is never taken to mean "use the header")."""
+    from .errors import ParameterError
+
+    if value is None:
+        return None
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = math.nan
+    if isinstance(value, bool) or not (math.isfinite(v) and v > 0):
+        raise ParameterError(f"pixel size must be a finite number of Å/px > 0, got {value!r} "
+                             f"(give {name}=... or leave it out to use the file header)")
+    return v
 
 
 def seed_everything(seed: int) -> np.random.Generator:

@@ -22,9 +22,16 @@ project_dir_option = click.option(
     "--project-dir", type=click.Path(file_okay=False), default=None,
     help="Particle files: directory the stack paths are relative to, as in RELION "
          "(default: the current directory, then the STAR/.cs file's folder).")
+def pixel_size_callback(ctx, param, value):
+    """Every ``--pixel-size``: the library's one validator (finite, > 0; one-line error, exit 2)."""
+    from ..utils import check_pixel_size
+
+    return check_pixel_size(value)
+
+
 pixel_size_option = click.option(
-    "--pixel-size", type=click.FloatRange(min=0, min_open=True), default=None,
-    help="Pixel size in Å/px, overriding the file headers and the STAR/.cs metadata.")
+    "--pixel-size", type=float, default=None, callback=pixel_size_callback,
+    help="Pixel size in Å/px (finite, > 0), overriding the file headers and the STAR/.cs metadata.")
 
 
 class LazyGroup(click.Group):

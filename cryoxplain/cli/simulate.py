@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import click
 
-from .common import batch_size_option, device_option, force_option, seed_option
+from .common import batch_size_option, device_option, force_option, pixel_size_callback, seed_option
 
 
 class SnrType(click.ParamType):
@@ -37,7 +37,7 @@ class SnrType(click.ParamType):
               help="Output prefix: writes PREFIX_clean.mrcs, PREFIX_noisy.mrcs[, PREFIX_noisy2.mrcs], PREFIX.star, PREFIX.h5.")
 @click.option("-n", "--num-particles", "n", type=click.IntRange(min=1), default=1000, help="Number of particles.")
 @click.option("--box", type=click.IntRange(min=8), default=None, help="Box size in pixels [default: the density's box].")
-@click.option("--pixel-size", "--apix", "pixel_size", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--pixel-size", "--apix", "pixel_size", type=float, default=None, callback=pixel_size_callback,
               help="Pixel size in Å. Required for atomic models and for maps whose header voxel size is 0; "
                    "resamples a map with a different voxel size. Phantom default: 1.")
 @click.option("--snr", type=SnrType(), default="1/4", help="Signal-to-noise ratio of the additive Gaussian noise "

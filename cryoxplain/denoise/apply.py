@@ -37,7 +37,7 @@ from ..io.atomic import atomic_path, check_output
 from ..io.mrc import StackWriter, open_stack, sniff, write_mrc
 from ..models.protocol import inference_form, model_input_shape, model_receptive_radius
 from ..models.registry import load_model
-from ..utils import resolve_device
+from ..utils import check_pixel_size, resolve_device
 
 __all__ = ["Binning", "Denoiser", "FORMATS", "denoise_file", "denoise_files", "denoise_micrograph", "denoise_particles",
            "denoise_stack", "plan_binning"]
@@ -319,8 +319,7 @@ def denoise_micrograph(input_path: str | os.PathLike, output_path: str | os.Path
 
     if fmt not in FORMATS:
         raise ParameterError(f"unknown output format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    if pixel_size is not None and not (np.isfinite(pixel_size) and pixel_size > 0):
-        raise ParameterError(f"pixel_size must be a positive number of Å, got {pixel_size}")
+    pixel_size = check_pixel_size(pixel_size)
     check_output(output_path, force=force, inputs=(input_path,))
     den = _as_denoiser(model, device)
     with open_stack(input_path) as st:

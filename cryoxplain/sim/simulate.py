@@ -92,9 +92,9 @@ def _prepare(density, n, box, pixel_size, snr, dose, contrast, noise_scale, ctf,
     if n < 1:
         raise ParameterError(f"number of particles must be ≥ 1, got {n}")
     if pixel_size is not None:
-        if not (pixel_size > 0 and math.isfinite(pixel_size)):
-            raise ParameterError(f"pixel size must be > 0 Å, got {pixel_size}")
-        density = density.resampled(pixel_size)
+        from ..utils import check_pixel_size
+
+        density = density.resampled(check_pixel_size(pixel_size))
     box = density.size if box is None else check_box(box)
     if snr is not None and not (snr > 0 and math.isfinite(snr)):
         raise ParameterError(f"SNR must be a positive number, got {snr}")
