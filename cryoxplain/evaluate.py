@@ -75,8 +75,8 @@ def evaluate_stack_equivariance(stack, model="default", *, n_images: int = 64, n
                                 seed: int = 0, device: str = "auto", batch_size: int = 64,
                                 method: str = "fft", angles_deg: Sequence[float] | None = None,
                                 radius: float | None = None, taper: float | None = None,
-                                project_dir=None, stack_header: bool | None = None
-                                ) -> tuple[EquivarianceReport, object]:
+                                project_dir=None, stack_header: bool | None = None,
+                                progress: bool | None = False) -> tuple[EquivarianceReport, object]:
     """Equivariance report of a saved model on (a seeded random subset of) an MRC particle stack
     or the particles a RELION ``.star`` / cryoSPARC ``.cs`` file lists (stacks resolved against
     ``project_dir``; :func:`cryoxplain.io.particles.open_images`; ``stack_header=True`` reads an
@@ -119,7 +119,7 @@ def evaluate_stack_equivariance(stack, model="default", *, n_images: int = 64, n
         t = min(h, w) / 8.0 if taper is None else float(taper)
         window = output_window(h, w, r, t)
     rep = evaluate_equivariance(net, x, n_offgrid=n_offgrid, seed=seed, offgrid=angles_deg, method=method,
-                                batch_size=batch_size, window=window)
+                                batch_size=batch_size, window=window, progress=progress)
     if window is not None:
         rep.window = f"disc (radius {r:g} px, taper {min(t, r):g} px)"
     return rep, info

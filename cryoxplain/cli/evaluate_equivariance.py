@@ -76,7 +76,8 @@ def equivariance(stack, model, n_images, n_offgrid, angles, method, radius, tape
     rep, info = evaluate_stack_equivariance(stack, model, n_images=n_images, n_offgrid=n_offgrid, seed=seed,
                                             device=device, batch_size=batch_size, method=method,
                                             angles_deg=angles, radius=radius, taper=taper,
-                                            project_dir=project_dir, stack_header=stack_header or None)
+                                            project_dir=project_dir, stack_header=stack_header or None,
+                                            progress=None)
     if plot:
         plot_equivariance(rep, plot, force=force, title=f"{info.arch} model on {click.format_filename(stack)}")
     if as_json:

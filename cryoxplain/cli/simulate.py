@@ -97,10 +97,17 @@ def simulate(source, phantom, prefix, n, box, pixel_size, snr, noise_scale, dose
     if use_ctf:
         ctf = CTFParams(defocus_min=defocus_min, defocus_max=defocus_max, astigmatism=astigmatism, voltage=voltage,
                         cs=cs, amplitude_contrast=amplitude_contrast, bfactor=bfactor)
-    paths, meta, params = simulate_to_files(
-        density, n, prefix, box=box, pixel_size=None, snr=snr, seed=seed, ctf=ctf, dose=dose, paired=paired,
-        noise_scale=noise_scale, contrast=contrast, device=str(dev), batch_size=batch_size, dtype=dtype,
-        force=force, inputs=(source,) if source else ())
+    from tqdm.auto import tqdm
+
+    # a bar on stderr (only on a terminal), moved every chunk of batch_size particles
+    with tqdm(total=n, desc="simulate", unit="particle", disable=None) as bar:
+        def progress(done, total):
+            bar.update(done - bar.n)
+
+        paths, meta, params = simulate_to_files(
+            density, n, prefix, box=box, pixel_size=None, snr=snr, seed=seed, ctf=ctf, dose=dose, paired=paired,
+            noise_scale=noise_scale, contrast=contrast, device=str(dev), batch_size=batch_size, dtype=dtype,
+            force=force, inputs=(source,) if source else (), chunk=max(batch_size, 16), progress=progress)
     snr_m = meta["snr_measured"]
     click.echo(f"simulated {n} particles, box {params['box']} px, pixel size {params['pixel_size']:g} Å, "
                f"seed {seed}; measured SNR mean {snr_m.mean():.4g} (Gaussian-noise SNR requested: "

@@ -115,3 +115,10 @@ def test_interrupted_before_any_checkpoint_says_there_is_nothing_to_resume(tmp_p
     err = interrupted_error(tmp_path / "m.safetensors")
     assert isinstance(err, TrainingInterrupted) and isinstance(err, KeyboardInterrupt)
     assert "nothing to resume" in str(err) and err.exit_code == 130
+
+
+def test_training_progress_moves_per_batch(capsys):
+    cfg = TrainConfig(epochs=2, batch_size=8, lr=0.1, device="cpu", progress=True)
+    fit(_toy_model(), LineFit(), cfg)
+    err = capsys.readouterr().err
+    assert "10/10" in err and "batch" in err  # 40 samples / 8 = 5 batches × 2 epochs
