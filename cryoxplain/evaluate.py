@@ -44,7 +44,7 @@ def evaluate_snr_files(clean, estimate, noisy=None, mask="disc", pixel_size: flo
     Returns :meth:`DenoiseMetrics.result` plus ``files`` (the paths).
     """
     from .io.mrc import open_stack
-    from .utils import check_pixel_size
+    from .checks import check_pixel_size
 
     check_pixel_size(pixel_size)  # before opening anything
     paths = [("clean", clean), ("estimate", estimate)] + ([("noisy", noisy)] if noisy else [])
@@ -98,7 +98,7 @@ def evaluate_stack_equivariance(stack, model="default", *, n_images: int = 64, n
     from .models.registry import load_model
     from .utils import resolve_device
 
-    from .utils import check_seed
+    from .checks import check_seed
 
     if n_images < 1:
         raise ParameterError(f"n_images must be >= 1, got {n_images}")

@@ -8,7 +8,7 @@ device_option = click.option(
     help="Compute device: auto (GPU if available), cpu, cuda or cuda:N.")
 def _seed(ctx, param, value):
     """``--seed``: checked by the library's one validator (one-line error, exit 2)."""
-    from ..utils import check_seed
+    from ..checks import check_seed
 
     return None if value is None else check_seed(value)
 
@@ -24,7 +24,7 @@ project_dir_option = click.option(
          "(default: the current directory, then the STAR/.cs file's folder).")
 def pixel_size_callback(ctx, param, value):
     """Every ``--pixel-size``: the library's one validator (finite, > 0; one-line error, exit 2)."""
-    from ..utils import check_pixel_size
+    from ..checks import check_pixel_size
 
     return check_pixel_size(value)
 

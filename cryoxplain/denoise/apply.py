@@ -37,7 +37,8 @@ from ..io.atomic import atomic_path, check_output
 from ..io.mrc import StackWriter, open_stack, sniff, write_mrc
 from ..models.protocol import inference_form, model_input_shape, model_receptive_radius
 from ..models.registry import load_model
-from ..utils import check_pixel_size, resolve_device
+from ..checks import check_pixel_size
+from ..utils import resolve_device
 
 __all__ = ["Binning", "Denoiser", "FORMATS", "denoise_file", "denoise_files", "denoise_micrograph", "denoise_particles",
            "denoise_stack", "plan_binning"]

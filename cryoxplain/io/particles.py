@@ -41,7 +41,7 @@ import numpy as np
 
 from ..errors import FileQuirkWarning, InputFileError, ParameterError, ShapeError
 from .atomic import check_output
-from ..utils import check_pixel_size
+from ..checks import check_pixel_size
 from .mrc import ImageStack, RunningStats, StackWriter, sniff
 from .star import StarTable, read_star, rewrite_star_text
 

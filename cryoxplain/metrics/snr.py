@@ -157,7 +157,7 @@ class DenoiseMetrics:
         self.shape = (int(shape[-2]), int(shape[-1]))
         self.mask = _selection_mask(mask, self.shape)
         self.mask_name = mask if isinstance(mask, str) or mask is None else "custom"
-        from ..utils import check_pixel_size
+        from ..checks import check_pixel_size
 
         self.pixel_size = check_pixel_size(pixel_size)
         if data_range is not None and not data_range > 0:

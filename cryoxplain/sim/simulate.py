@@ -92,7 +92,7 @@ def _prepare(density, n, box, pixel_size, snr, dose, contrast, noise_scale, ctf,
     if n < 1:
         raise ParameterError(f"number of particles must be ≥ 1, got {n}")
     if pixel_size is not None:
-        from ..utils import check_pixel_size
+        from ..checks import check_pixel_size
 
         density = density.resampled(check_pixel_size(pixel_size))
     box = density.size if box is None else check_box(box)
@@ -230,7 +230,7 @@ def simulate_particles(density: Density | str | os.PathLike, n: int, box: int | 
 
     All arrays are held in memory; :func:`simulate_to_files` streams large sets to disk.
     """
-    from ..utils import check_seed
+    from ..checks import check_seed
 
     seed = check_seed(seed)
     density, n, box = _prepare(density, n, box, pixel_size, snr, dose, contrast, noise_scale, ctf, noise_sigma)
@@ -351,7 +351,7 @@ def simulate_to_files(density: Density | str | os.PathLike, n: int, out_prefix: 
     from ..io.atomic import atomic_path, check_output
     from ..io.mrc import StackWriter
 
-    from ..utils import check_seed
+    from ..checks import check_seed
 
     seed = check_seed(seed)
     density, n, box = _prepare(density, n, box, pixel_size, snr, dose, contrast, noise_scale, ctf, noise_sigma)

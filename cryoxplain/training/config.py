@@ -63,7 +63,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise :class:`~cryoxplain.errors.ParameterError` for an out-of-range field."""
-        from ..utils import check_seed
+        from ..checks import check_seed
 
         check_seed(self.seed)
         if not isinstance(self.epochs, numbers.Integral) or self.epochs < 1:
