@@ -438,7 +438,11 @@ class ImageStack:
         return tuple(self._data.shape)
 
     def __getitem__(self, idx) -> np.ndarray:
-        return _convert(self._data[idx], np.float32, f"{self.path} [{idx}]", self.check_finite)
+        view = self._data[idx]
+        out = _convert(view, np.float32, f"{self.path} [{idx}]", self.check_finite)
+        if isinstance(idx, slice) and idx.step in (None, 1):  # a block streamed by a reader: let its pages go
+            _drop_pages(view)
+        return out
 
     def batches(self, batch_size: int = 64) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(start, images)`` with ``images`` a float32 ``(b, H, W)`` array."""
