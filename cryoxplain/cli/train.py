@@ -67,7 +67,7 @@ def train(task, arch, config_items, noisy, clean, noisy2, class_stacks, class_na
                resume, augment, device, batch_size, lr, lr_schedule, val_fraction, crop, checkpoint_every,
                equivariance, force)
     except KeyboardInterrupt:  # Ctrl-C: one line that says how to continue, not click's "Aborted!"
-        raise interrupted_error(output, since=started) from None
+        raise interrupted_error(output, since=None if resume else started) from None
 
 
 def _train(task, arch, arch_config, noisy, clean, noisy2, class_stacks, class_names, epochs, seed, output, resume,
