@@ -280,7 +280,8 @@ def _check_value(arch: str, key: str, value, kind: str | None, default) -> None:
     if kind == "bool":
         config_bool(value, key)
     elif kind == "int":
-        bad = isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer()))
+        whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        bad = isinstance(value, bool) or not whole
     elif kind == "float":
         bad = isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(float(value))
     elif kind == "str":

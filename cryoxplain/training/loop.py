@@ -151,8 +151,10 @@ def _newly_non_finite(row: dict, history: dict) -> list:
     return bad
 
 
-def _diverged(epoch: int, where: str, what: str, checkpoint_path, checkpoint_epoch, lr: float):
-    """The one-line error of a diverged run: where, why, and which checkpoint is kept."""
+def _diverged(epoch: int, where: str, what: str, checkpoint_path, checkpoint_epoch, lr: float, bar=None):
+    """The one-line error of a diverged run: where, why, and which checkpoint is kept (closes ``bar``)."""
+    if bar is not None:
+        bar.close()
     if checkpoint_path is None:
         kept = "no checkpoints without an output path"
     elif checkpoint_epoch is None:
@@ -173,8 +175,9 @@ def fit(model: torch.nn.Module, task: Task, config: TrainConfig, *, settings: di
     checkpoint together with ``config.settings()``; a resume must match all of them.
     ``report(epoch, row)`` is called after every epoch with its history row.  The run stops with
     :class:`~cryoxplain.errors.TrainingDivergedError` at the first non-finite loss, parameter or
-    history value, or a batch loss :data:`EXPLODED` times the run's first (nothing diverged is checkpointed; earlier checkpoints and history stay).  ``device``: where
-    the model is trained (default: ``config.device`` resolved).  The model ends in eval mode.
+    history value, or a batch loss :data:`EXPLODED` times the run's first (nothing diverged is
+    checkpointed; earlier checkpoints and history stay).  ``device``: where the model is trained
+    (default: ``config.device`` resolved).  The model ends in eval mode.
     """
     from tqdm.auto import tqdm
 
@@ -240,14 +243,17 @@ def fit(model: torch.nn.Module, task: Task, config: TrainConfig, *, settings: di
             loss, n, stats = task.loss(model, batch, dev)
             lv = float(loss.detach())
             if not math.isfinite(lv) or (ref_loss is not None and lv > EXPLODED * max(ref_loss, 1e-12)):
-                what = f"loss {lv:g}" + ("" if not math.isfinite(lv) else f", over {EXPLODED:g}× the first batch's {ref_loss:g}")
-                raise _diverged(epoch, f", batch {s // bs + 1}", what, checkpoint_path, last_ckpt, config.lr_at(epoch))
+                what = f"loss {lv:g}"
+                if math.isfinite(lv):
+                    what += f", over {EXPLODED:g}× the first batch's {ref_loss:g}"
+                raise _diverged(epoch, f", batch {s // bs + 1}", what, checkpoint_path, last_ckpt,
+                                config.lr_at(epoch), bar)
             ref_loss = lv if ref_loss is None else ref_loss
             loss.backward()
             optimizer.step()
             if not _parameters_finite(model):
                 raise _diverged(epoch, f", batch {s // bs + 1}", "non-finite model parameters after the update",
-                                checkpoint_path, last_ckpt, config.lr_at(epoch))
+                                checkpoint_path, last_ckpt, config.lr_at(epoch), bar)
             bar.update(1)
             tot += lv * n
             cnt += n
@@ -256,7 +262,7 @@ def fit(model: torch.nn.Module, task: Task, config: TrainConfig, *, settings: di
         row = {"epoch": epoch, "train_loss": tot / max(cnt, 1), **task.train_metrics(sums, cnt)}
         bad = _newly_non_finite(measure(row, t0), history)
         if bad:
-            raise _diverged(epoch, "", ", ".join(bad), checkpoint_path, last_ckpt, config.lr_at(epoch))
+            raise _diverged(epoch, "", ", ".join(bad), checkpoint_path, last_ckpt, config.lr_at(epoch), bar)
         add_row(history, row)
         bar.set_postfix({"epoch": epoch, **{k: f"{v:.4g}" for k, v in row.items() if k in ("train_loss", "val_loss")}})
         if report is not None:
