@@ -95,3 +95,22 @@ def test_streaming_a_stack_through_the_maps_keeps_rss_bounded(tmp_path):
     assert after_write - before < 25, (before, after_write)
     assert after_read - before < 25, (before, after_read)
     _assert_header(out, np.repeat(np.arange(0, n, 100, dtype=np.float64), 100 * box * box))
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/status"), reason="needs /proc (Linux)")
+def test_denoising_a_particle_set_keeps_rss_bounded(tmp_path):
+    """Particle-set reading (contiguous rows) and ParticleSetWriter release their mapped pages too."""
+    from cryoxplain.io.particles import open_particles, write_particle_set
+
+    n, box = 4000, 64  # 65 MB in, 65 MB out
+    with StackWriter(tmp_path / "p.mrcs", (n, box, box), 2.0) as w:
+        for s in range(0, n, 200):
+            w.write(s, np.full((200, box, box), s, np.float32))
+    star = tmp_path / "p.star"
+    star.write_text("data_\n\nloop_\n_rlnImageName #1\n" + "".join(f"{i + 1:06d}@p.mrcs\n" for i in range(n)))
+    ps = open_particles(star, project_dir=tmp_path)
+    before = _rss_mb()
+    out = write_particle_set(ps, tmp_path / "out", ((p, x + 1) for p, x in ps.batches(100)))
+    grown = _rss_mb() - before
+    assert grown < 25, grown
+    assert out.exists()
