@@ -48,3 +48,15 @@ class DeviceError(CryoxplainError):
 class FileQuirkWarning(UserWarning):
     """A file written by another tool departs from the standard in a known, harmless way (e.g. an
     MRC header without the ``MAP `` identifier); it is read, and the warning says how."""
+
+
+class TrainingDivergedError(ParameterError):
+    """Training produced a non-finite loss, parameter or validation value and was stopped (no
+    model is written; the last good checkpoint is kept)."""
+
+
+class TrainingInterrupted(CryoxplainError, KeyboardInterrupt):
+    """Training was interrupted (Ctrl-C); the message says which checkpoint ``resume`` continues
+    from.  Still a :class:`KeyboardInterrupt`, so ``except KeyboardInterrupt`` catches it."""
+
+    exit_code = 130

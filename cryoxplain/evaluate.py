@@ -47,7 +47,9 @@ def evaluate_snr_files(clean, estimate, noisy=None, mask="disc", pixel_size: flo
     Returns :meth:`DenoiseMetrics.result` plus ``files`` (the paths).
     """
     from .io.mrc import open_stack
+    from .checks import check_pixel_size
 
+    check_pixel_size(pixel_size)  # before opening anything
     paths = [("clean", clean), ("estimate", estimate)] + ([("noisy", noisy)] if noisy else [])
     stacks = {}
     try:
@@ -58,7 +60,7 @@ def evaluate_snr_files(clean, estimate, noisy=None, mask="disc", pixel_size: flo
             if st.shape != ref.shape:
                 raise ShapeError(f"{name} {paths[[n for n, _ in paths].index(name)][1]} has shape {st.shape}, "
                                  f"clean has {ref.shape}; the stacks must correspond image by image")
-        ps = pixel_size if pixel_size else ref.voxel_size
+        ps = check_pixel_size(pixel_size) if pixel_size is not None else ref.voxel_size
         m = DenoiseMetrics(ref.image_shape, mask=mask, pixel_size=ps, data_range=data_range)
         its = {k: v.batches(batch_size) for k, v in stacks.items()}
         for (_, c), (_, e) in zip(its["clean"], its["estimate"]):
@@ -76,8 +78,8 @@ def evaluate_stack_equivariance(stack, model="default", *, n_images: int = 64, n
                                 seed: int = 0, device: str = "auto", batch_size: int = 64,
                                 method: str = "fft", angles_deg: Sequence[float] | None = None,
                                 radius: float | None = None, taper: float | None = None,
-                                project_dir=None, stack_header: bool | None = None
-                                ) -> tuple[EquivarianceReport, object]:
+                                project_dir=None, stack_header: bool | None = None,
+                                progress: bool | None = False) -> tuple[EquivarianceReport, object]:
     """Equivariance report of a saved model on (a seeded random subset of) an MRC particle stack
     or the particles a RELION ``.star`` / cryoSPARC ``.cs`` file lists (stacks resolved against
     ``project_dir``; :func:`cryoxplain.io.particles.open_images`; ``stack_header=True`` reads an
@@ -99,8 +101,11 @@ def evaluate_stack_equivariance(stack, model="default", *, n_images: int = 64, n
     from .models.registry import load_model
     from .utils import resolve_device
 
+    from .checks import check_seed
+
     if n_images < 1:
         raise ParameterError(f"n_images must be >= 1, got {n_images}")
+    seed = check_seed(seed)
     dev = resolve_device(device)
     net, info = load_model(model, device=dev)
     with open_images(stack, project_dir=project_dir, stack=stack_header) as st:
@@ -117,7 +122,7 @@ def evaluate_stack_equivariance(stack, model="default", *, n_images: int = 64, n
         t = min(h, w) / 8.0 if taper is None else float(taper)
         window = output_window(h, w, r, t)
     rep = evaluate_equivariance(net, x, n_offgrid=n_offgrid, seed=seed, offgrid=angles_deg, method=method,
-                                batch_size=batch_size, window=window)
+                                batch_size=batch_size, window=window, progress=progress)
     if window is not None:
         rep.window = f"disc (radius {r:g} px, taper {min(t, r):g} px)"
     return rep, info
@@ -198,7 +203,7 @@ def evaluate_real(stack, model="default", *, micrograph=None, picks=None, n_imag
     from .io.mrc import read_mrc
     from .io.particles import open_images
     from .metrics.nogt import (contrast_sign_error, gaussian_lowpass, j_invariant_loss, lowpass_half_gain_frequency,
-                               matched_lowpass_sigma, noise_response, region_snr, transfer_gain)
+                               matched_lowpass_sigma, noise_response, transfer_gain)
     from .metrics.report import NoGroundTruthReport
     from .models.registry import load_model
     from .utils import resolve_device

@@ -7,6 +7,7 @@ import random
 import numpy as np
 import torch
 
+from .checks import MAX_SEED, check_pixel_size, check_seed  # noqa: F401  (re-exported; home: checks.py)
 from .errors import DeviceError
 
 
@@ -39,7 +40,7 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
 
 def seed_everything(seed: int) -> np.random.Generator:
     """Seed Python, NumPy and torch; return a NumPy Generator for explicit use."""
-    seed = int(seed)
+    seed = check_seed(seed)
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)

@@ -6,7 +6,15 @@ import click
 device_option = click.option(
     "--device", "-d", default="auto", show_default=True,
     help="Compute device: auto (GPU if available), cpu, cuda or cuda:N; Topaz's -d N (GPU N) and -d -1 (CPU) work too.")
-seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Random seed (reproducible on the same device).")
+def _seed(ctx, param, value):
+    """``--seed``: checked by the library's one validator (one-line error, exit 2)."""
+    from ..checks import check_seed
+
+    return None if value is None else check_seed(value)
+
+
+seed_option = click.option("--seed", type=int, default=0, show_default=True, callback=_seed,
+                           help="Random seed, 0 … 2**63-1 (reproducible on the same device).")
 force_option = click.option("--force", is_flag=True, help="Overwrite existing output files.")
 batch_size_option = click.option("--batch-size", "-b", type=click.IntRange(min=1), default=64, show_default=True,
                                  help="Images per batch (memory stays bounded by this).")
@@ -14,9 +22,16 @@ project_dir_option = click.option(
     "--project-dir", type=click.Path(file_okay=False), default=None,
     help="Particle files: directory the stack paths are relative to, as in RELION "
          "(default: the current directory, then the STAR/.cs file's folder).")
+def pixel_size_callback(ctx, param, value):
+    """Every ``--pixel-size``: the library's one validator (finite, > 0; one-line error, exit 2)."""
+    from ..checks import check_pixel_size
+
+    return check_pixel_size(value)
+
+
 pixel_size_option = click.option(
-    "--pixel-size", "--angpix", "pixel_size", type=click.FloatRange(min=0, min_open=True), default=None,
-    help="Pixel size in Å/px, overriding the file headers and the STAR/.cs metadata.")
+    "--pixel-size", "--angpix", "pixel_size", type=float, default=None, callback=pixel_size_callback,
+    help="Pixel size in Å/px (finite, > 0), overriding the file headers and the STAR/.cs metadata.")
 
 
 class LazyGroup(click.Group):

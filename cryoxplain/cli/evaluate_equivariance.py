@@ -19,12 +19,15 @@ class _Degrees(click.ParamType):
     name = "DEG[,DEG...]"
 
     def convert(self, value, param, ctx):
+        from ..metrics.equivariance import check_angles_deg
+
         if isinstance(value, list):
-            return value
+            return check_angles_deg(value, "--angles")
         try:
-            return [float(a) for a in str(value).replace(" ", "").split(",") if a] or None
+            angles = [float(a) for a in str(value).replace(" ", "").split(",") if a]
         except ValueError:
             self.fail(f"must be comma-separated degrees, e.g. 30,45,123.5; got {value!r}", param, ctx)
+        return check_angles_deg(angles, "--angles") or None
 
 
 @click.command("equivariance")
@@ -74,7 +77,8 @@ def equivariance(stack, model, n_images, n_offgrid, angles, method, radius, tape
     rep, info = evaluate_stack_equivariance(stack, model, n_images=n_images, n_offgrid=n_offgrid, seed=seed,
                                             device=device, batch_size=batch_size, method=method,
                                             angles_deg=angles, radius=radius, taper=taper,
-                                            project_dir=project_dir, stack_header=stack_header or None)
+                                            project_dir=project_dir, stack_header=stack_header or None,
+                                            progress=None)
     if plot:
         plot_equivariance(rep, plot, force=force, inputs=inputs, title=f"{info.arch} model on {click.format_filename(stack)}")
     if as_json:

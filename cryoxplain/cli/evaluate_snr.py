@@ -9,7 +9,7 @@ import json
 
 import click
 
-from .common import batch_size_option, force_option, input_files
+from .common import batch_size_option, force_option, input_files, pixel_size_callback
 
 
 @click.command("snr")
@@ -18,7 +18,8 @@ from .common import batch_size_option, force_option, input_files
 @click.option("--noisy", type=click.Path(dir_okay=False), help="The noisy input, for SNR_in and the gain.")
 @click.option("--mask", type=click.Choice(["disc", "none"]), default="disc", show_default=True,
               help="Pixels used for SNR and PSNR: the disc inscribed in the box, or all.")
-@click.option("--pixel-size", "--angpix", "pixel_size", type=float, default=None, help="Å/pixel (default: from the clean file's header).")
+@click.option("--pixel-size", "--angpix", "pixel_size", type=float, default=None, callback=pixel_size_callback,
+              help="Å/pixel, finite and > 0 (default: from the clean file's header).")
 @click.option("--data-range", type=float, default=None,
               help="PSNR data range (default: each clean image's max − min inside the mask).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (incl. the FRC curve) instead of the table.")

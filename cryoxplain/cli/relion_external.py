@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from .common import pixel_size_callback
+
 
 @click.command("relion-external", context_settings={"ignore_unknown_options": False})
 @click.option("--o", "out", required=True, type=click.Path(file_okay=False),
@@ -16,7 +18,7 @@ import click
 @click.option("--model", default="default", show_default=True, help="Params tab 'model': model file or shipped name.")
 @click.option("--device", default="auto", show_default=True, help="Params tab 'device': auto, cpu, cuda, cuda:N.")
 @click.option("--batch_size", type=click.IntRange(min=1), default=64, show_default=True, help="Params tab 'batch_size'.")
-@click.option("--pixel_size", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--pixel_size", type=float, default=None, callback=pixel_size_callback,
               help="Params tab 'pixel_size' (Å/px): overrides the STAR/headers.")
 @click.option("--bin", "bin_factor", type=click.IntRange(min=1), default=None,
               help="Params tab 'bin' (micrographs): Fourier-binning factor [default: to the model's pixel size].")

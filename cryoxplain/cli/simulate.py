@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import click
 
-from .common import batch_size_option, device_option, force_option, seed_option
+from .common import batch_size_option, device_option, force_option, pixel_size_callback, seed_option
 
 
 class SnrType(click.ParamType):
@@ -37,7 +37,7 @@ class SnrType(click.ParamType):
               help="Output prefix: writes PREFIX_clean.mrcs, PREFIX_noisy.mrcs[, PREFIX_noisy2.mrcs], PREFIX.star, PREFIX.h5.")
 @click.option("-n", "--num-particles", "n", type=click.IntRange(min=1), default=1000, help="Number of particles.")
 @click.option("--box", type=click.IntRange(min=8), default=None, help="Box size in pixels [default: the density's box].")
-@click.option("--pixel-size", "--apix", "--angpix", "pixel_size", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--pixel-size", "--apix", "--angpix", "pixel_size", type=float, default=None, callback=pixel_size_callback,
               help="Pixel size in Å. Required for atomic models and for maps whose header voxel size is 0; "
                    "resamples a map with a different voxel size. Phantom default: 1.")
 @click.option("--snr", type=SnrType(), default="1/4", show_default="1/4; none with --dose",
@@ -104,11 +104,18 @@ def simulate(source, phantom, prefix, n, box, pixel_size, snr, noise_scale, dose
     if use_ctf:
         ctf = CTFParams(defocus_min=defocus_min, defocus_max=defocus_max, astigmatism=astigmatism, voltage=voltage,
                         cs=cs, amplitude_contrast=amplitude_contrast, bfactor=bfactor)
-    with made_folders(Path(prefix).parent):  # -o sim/ribo creates sim/ (removed again on failure)
+    from tqdm.auto import tqdm
+
+    # a bar on stderr (only on a terminal), moved every chunk of batch_size particles
+    with made_folders(Path(prefix).parent), tqdm(total=n, desc="simulate", unit="particle", disable=None) as bar:
+        # -o sim/ribo creates sim/ (removed again on failure)
+        def progress(done, total):
+            bar.update(done - bar.n)
+
         paths, meta, params = simulate_to_files(
             density, n, prefix, box=box, pixel_size=None, snr=snr, seed=seed, ctf=ctf, dose=dose, paired=paired,
             noise_scale=noise_scale, contrast=contrast, device=str(dev), batch_size=batch_size, dtype=dtype,
-            force=force, inputs=(source,) if source else ())
+            force=force, inputs=(source,) if source else (), chunk=max(batch_size, 16), progress=progress)
     snr_m = meta["snr_measured"]
     click.echo(f"simulated {n} particles, box {params['box']} px, pixel size {params['pixel_size']:g} Å, "
                f"seed {seed}; measured SNR mean {snr_m.mean():.4g} (Gaussian-noise SNR requested: "

@@ -67,10 +67,27 @@ def train(task, arch, config_items, noisy, clean, noisy2, method, mask_fraction,
     Classifier:   cryoxplain train --task classify --class-stack A.mrcs --class-stack B.mrcs -o cls.safetensors
     Library: cryoxplain.denoise.train_denoiser / cryoxplain.classify.train_classifier (cryoxplain.training).
     """
-    from .. import distributed
-    from ..training import TrainConfig, parse_config_items
+    import time
+
+    from ..training import parse_config_items
+    from ..training.checkpoint import interrupted_error
 
     arch_config = parse_config_items(config_items)
+    started = time.time()
+    try:
+        _train(task, arch, arch_config, noisy, clean, noisy2, class_stacks, class_names, epochs, seed, output,
+               resume, augment, device, batch_size, lr, lr_schedule, val_fraction, crop, checkpoint_every,
+               equivariance, force, method=method, init=init, mask_fraction=mask_fraction, mask_replace=mask_replace)
+    except KeyboardInterrupt:  # Ctrl-C: one line that says how to continue, not click's "Aborted!"
+        raise interrupted_error(output, since=None if resume else started) from None
+
+
+def _train(task, arch, arch_config, noisy, clean, noisy2, class_stacks, class_names, epochs, seed, output, resume,
+           augment, device, batch_size, lr, lr_schedule, val_fraction, crop, checkpoint_every, equivariance, force, *,
+           method=None, init=None, mask_fraction=1 / 16, mask_replace="mean"):
+    from .. import distributed
+    from ..training import TrainConfig
+
     settings = dict(epochs=epochs, seed=seed, resume=resume, device=device, batch_size=batch_size, lr=lr,
                     lr_schedule=lr_schedule, val_fraction=val_fraction, checkpoint_every=checkpoint_every,
                     augment=augment, crop=crop)

@@ -38,6 +38,7 @@ from ..io.atomic import atomic_path, check_output, input_files, made_folders
 from ..io.mrc import StackWriter, open_stack, sniff, write_mrc
 from ..models.protocol import inference_form, model_input_shape, model_receptive_radius
 from ..models.registry import load_model
+from ..checks import check_pixel_size
 from ..utils import resolve_device
 
 __all__ = ["Binning", "Denoiser", "FORMATS", "denoise_file", "denoise_files", "denoise_micrograph", "denoise_particles",
@@ -106,12 +107,29 @@ class Denoiser:
             return np.stack([self.denoise_micrograph(im, patch_size, padding) for im in batch])
         return self.denoise_images(batch)
 
+    def check_patch_size(self, patch_size: int) -> None:
+        """Refuse tiles smaller than the model's receptive field (``2·radius + 1`` px)."""
+        if patch_size < 1:
+            raise ParameterError(f"patch size must be ≥ 1, got {patch_size}")
+        if self.input_shape is None and self.receptive_radius is not None:
+            field = 2 * self.receptive_radius + 1
+            if patch_size < field:
+                raise ParameterError(f"patch_size={patch_size} px is smaller than the model's receptive field "
+                                     f"({field} px): every tile would recompute its {self.receptive_radius}-px "
+                                     f"context for {patch_size}² kept pixels; use patch_size={field} or more "
+                                     f"(default {DEFAULT_PATCH})")
+
     def default_padding(self) -> int:
         return self.receptive_radius if self.receptive_radius is not None else 64
 
     def denoise_micrograph(self, image: np.ndarray, patch_size: int = DEFAULT_PATCH,
-                           padding: int | None = None) -> np.ndarray:
-        """Denoise one (H, W) image with one normalisation and overlapping tiles (see the module docstring)."""
+                           padding: int | None = None, progress: bool | None = False) -> np.ndarray:
+        """Denoise one (H, W) image with one normalisation and overlapping tiles (see the module docstring).
+
+        Tiling needs ``patch_size`` ≥ the model's receptive field (``2·radius + 1`` px): smaller tiles
+        only repeat the same context many times over (``-s 1`` on a 512² micrograph ran for
+        minutes) and are refused.  ``progress``: a bar over the tiles (``None``: when on a terminal).
+        """
         img = np.asarray(image, dtype=np.float32)
         if img.ndim != 2:
             raise ShapeError(f"a micrograph is one 2D image, got shape {img.shape}")
@@ -124,19 +142,23 @@ class Denoiser:
         if self.receptive_radius is not None and pad < self.receptive_radius:
             raise ParameterError(f"padding {pad} px is smaller than the model's receptive radius "
                                  f"({self.receptive_radius} px); tiles would show seams — use padding ≥ {self.receptive_radius}")
-        xn, mu, sd = normalize(torch.tensor(img)[None, None])
         h, w = img.shape
         if h <= patch_size and w <= patch_size:
+            xn, mu, sd = normalize(torch.tensor(img)[None, None])
             return denormalize(self._forward(xn), mu, sd)[0, 0].numpy()
+        self.check_patch_size(patch_size)
+        from tqdm.auto import tqdm
+
+        xn, mu, sd = normalize(torch.tensor(img)[None, None])
         out = torch.empty(1, 1, h, w)
-        for y0 in range(0, h, patch_size):
-            y1 = min(y0 + patch_size, h)
-            for x0 in range(0, w, patch_size):
-                x1 = min(x0 + patch_size, w)
-                wy0, wy1 = max(0, y0 - pad), min(h, y1 + pad)
-                wx0, wx1 = max(0, x0 - pad), min(w, x1 + pad)
-                tile = self._forward(xn[..., wy0:wy1, wx0:wx1])
-                out[..., y0:y1, x0:x1] = tile[..., y0 - wy0:y1 - wy0, x0 - wx0:x1 - wx0]
+        tiles = [(y0, x0) for y0 in range(0, h, patch_size) for x0 in range(0, w, patch_size)]
+        for y0, x0 in tqdm(tiles, desc="tiles", unit="tile", leave=False,
+                           disable=None if progress is None else not progress):
+            y1, x1 = min(y0 + patch_size, h), min(x0 + patch_size, w)
+            wy0, wy1 = max(0, y0 - pad), min(h, y1 + pad)
+            wx0, wx1 = max(0, x0 - pad), min(w, x1 + pad)
+            tile = self._forward(xn[..., wy0:wy1, wx0:wx1])
+            out[..., y0:y1, x0:x1] = tile[..., y0 - wy0:y1 - wy0, x0 - wx0:x1 - wx0]
         return denormalize(out, mu, sd)[0, 0].numpy()
 
 
@@ -337,7 +359,7 @@ def _centre_crop(img: np.ndarray, crop: tuple) -> tuple[np.ndarray, tuple]:
 def denoise_micrograph(input_path: str | os.PathLike, output_path: str | os.PathLike, model="default", *,
                        device: str = "auto", patch_size: int = DEFAULT_PATCH, padding: int | None = None,
                        force: bool = False, fmt: str = "mrc", pixel_size: float | None = None,
-                       bin: float | None = None, upsample: bool = False) -> Path:
+                       bin: float | None = None, upsample: bool = False, progress: bool | None = None) -> Path:
     """Denoise a single-image MRC file (micrograph) with tiling; write MRC (voxel size kept), TIFF or PNG.
 
     Micrographs at their own sampling: the pixel size is ``pixel_size`` (Å/px) or the header's; by
@@ -351,10 +373,10 @@ def denoise_micrograph(input_path: str | os.PathLike, output_path: str | os.Path
 
     if fmt not in FORMATS:
         raise ParameterError(f"unknown output format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    if pixel_size is not None and not (np.isfinite(pixel_size) and pixel_size > 0):
-        raise ParameterError(f"pixel_size must be a positive number of Å, got {pixel_size}")
+    pixel_size = check_pixel_size(pixel_size)
     check_output(output_path, force=force, inputs=input_files(input_path, model))
     den = _as_denoiser(model, device)
+    den.check_patch_size(patch_size)
     with open_stack(input_path) as st:
         if len(st) != 1:
             raise InputFileError(f"{input_path}: holds {len(st)} images; a micrograph file holds one")
@@ -365,7 +387,7 @@ def denoise_micrograph(input_path: str | os.PathLike, output_path: str | os.Path
         else:
             img = st[0]
         shape = st.image_shape
-    res = den.denoise_micrograph(img, patch_size, padding)
+    res = den.denoise_micrograph(img, patch_size, padding, progress=progress)
     del img
     out_px = plan.pixel_size
     if plan.binned and upsample:
@@ -397,7 +419,7 @@ def denoise_file(input_path, output_path, model="default", *, batch_size: int = 
                              stack=stack)
     return denoise_micrograph(input_path, output_path, model, device=device, patch_size=patch_size,
                               padding=padding, force=force, fmt=fmt, pixel_size=pixel_size, bin=bin,
-                              upsample=upsample)
+                              upsample=upsample, progress=progress)
 
 
 @dataclass
@@ -489,6 +511,8 @@ def denoise_files(inputs: Iterable, output, model="default", *, batch_size: int 
     all_inputs = input_files(*[s for s, _ in pairs], getattr(den.info, "path", None))
     for j in jobs:
         check_output(j.dst, force=force, inputs=all_inputs, folder_must_exist=False)
+        if j.kind == "image":
+            den.check_patch_size(patch_size)
         if j.kind == "stack" or den.input_shape is not None:
             with warnings.catch_warnings():  # header quirks were reported by the first sniff
                 warnings.simplefilter("ignore", FileQuirkWarning)

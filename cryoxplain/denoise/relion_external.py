@@ -22,7 +22,6 @@ does exactly that:
 """
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 

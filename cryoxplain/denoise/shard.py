@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 
 from .. import distributed
 from ..errors import FileQuirkWarning, InputFileError, ParameterError

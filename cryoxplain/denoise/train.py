@@ -188,8 +188,11 @@ class DenoiseTask(Task):
             blind = model(replace_masked(xb, m, self.mask_replace, noise=noise)).cpu()
             msq += float(((blind - x[s:s + bs]) ** 2 * w).sum())
             mn += float(w.sum())
-            odd += float((model(-xb).cpu() + out).pow(2).sum())  # contrast sign: ‖F(−x) + F(x)‖² …
-            ref += float(out.pow(2).sum())  # … relative to ‖F(x)‖²
+            sym, o = model(-xb).cpu() + out, out  # contrast sign: ‖F(−x) + F(x)‖² …
+            if self.valid_b is not None:
+                sym, o = sym[..., self.valid_b], o[..., self.valid_b]
+            odd += float(sym.pow(2).sum())
+            ref += float(o.pow(2).sum())  # … relative to ‖F(x)‖² (on the valid disc)
             if metrics is not None:
                 est = denormalize(out, self.mu_val[s:s + bs], self.sd_val[s:s + bs])[:, 0].double().numpy()
                 metrics.update(self.clean_val[s:s + bs], est)

@@ -292,7 +292,10 @@ class Explainer:
         target = bind_target(target, model, x)
         f = explained_function(model, target)
         off = self.index_offset if index_offset is None else int(index_offset)
-        ctx = ExplainContext(model=model, target=target, seed=int(self.config.get("seed", 0) or 0), index_offset=off)
+        from ..checks import check_seed
+
+        ctx = ExplainContext(model=model, target=target, seed=check_seed(self.config.get("seed", 0) or 0),
+                             index_offset=off)
         out = self._attribute(f, x, ctx)
         if isinstance(out, Attribution):
             att = out

@@ -336,6 +336,35 @@ def _data_view(info: MrcInfo, permissive: bool):
     return data.reshape(info.shape), mrc
 
 
+def _drop_pages(view) -> None:
+    """Let the kernel unmap the pages of ``view`` (a slice of a ``numpy.memmap``) from this process.
+
+    Pages of a memory-mapped file that were read or written stay resident — and count in the RSS —
+    until the mapping is closed, so streaming a stack through a map grows the process with the
+    stack.  Once a batch has been copied out (reading) or stored (writing) its pages are not needed
+    again: ``madvise(MADV_DONTNEED)`` on a shared file mapping only drops them from this process's
+    page tables (dirty pages stay in the page cache and reach the file as usual; a later access
+    reads them back).  The range is widened down to a page boundary (the page shared with the
+    previous batch is complete by then).  A no-op where madvise is unavailable.
+    """
+    import mmap as _mmap
+
+    mm = getattr(view, "_mmap", None)
+    if mm is None or not hasattr(mm, "madvise") or not hasattr(_mmap, "MADV_DONTNEED") or view.size == 0:
+        return
+    with contextlib.suppress(ValueError, OSError, TypeError, BufferError):
+        base = np.frombuffer(mm, np.uint8)
+        try:
+            lo = view.ctypes.data - base.ctypes.data
+        finally:
+            del base
+        hi = lo + view.nbytes
+        page = _mmap.PAGESIZE
+        lo, hi = lo - lo % page, hi - hi % page
+        if hi > lo:
+            mm.madvise(_mmap.MADV_DONTNEED, lo, hi - lo)
+
+
 def _convert(data: np.ndarray, dtype, where: str, check_finite: bool) -> np.ndarray:
     """Copy ``data`` (possibly a memory map) into a new in-memory array of ``dtype``."""
     if check_finite and data.dtype.kind == "f" and not np.isfinite(data).all():
@@ -413,7 +442,11 @@ class ImageStack:
         return tuple(self._data.shape)
 
     def __getitem__(self, idx) -> np.ndarray:
-        return _convert(self._data[idx], np.float32, f"{self.path} [{idx}]", self.check_finite)
+        view = self._data[idx]
+        out = _convert(view, np.float32, f"{self.path} [{idx}]", self.check_finite)
+        if isinstance(idx, slice) and idx.step in (None, 1):  # a block streamed by a reader: let its pages go
+            _drop_pages(view)
+        return out
 
     def batches(self, batch_size: int = 64) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(start, images)`` with ``images`` a float32 ``(b, H, W)`` array."""
@@ -421,8 +454,11 @@ class ImageStack:
             raise ParameterError("batch size must be ≥ 1")
         for start in range(0, len(self), batch_size):
             stop = min(start + batch_size, len(self))
-            yield start, _convert(self._data[start:stop], np.float32,
-                                  f"{self.path} images {start}..{stop - 1}", self.check_finite)
+            view = self._data[start:stop]
+            out = _convert(view, np.float32, f"{self.path} images {start}..{stop - 1}", self.check_finite)
+            _drop_pages(view)  # streamed once: the mapped pages need not stay resident
+            del view
+            yield start, out
 
     def close(self) -> None:
         self._data = None
@@ -446,13 +482,24 @@ def open_stack(path: str | os.PathLike, **kwargs) -> ImageStack:
     return ImageStack(path, **kwargs)
 
 
-def _set_header(mrc, voxel_size: float | None, kind: str) -> None:
+def _set_header(mrc, voxel_size: float | None, kind: str, stats: "RunningStats | None" = None) -> None:
+    """Kind, voxel size and the header statistics (``dmin``, ``dmax``, ``dmean``, ``rms`` — the
+    population standard deviation, as mrcfile writes it).  ``stats`` accumulated while writing
+    (:class:`RunningStats`); without it they are computed here a few images at a time — never with
+    a temporary the size of the data (mrcfile's ``update_header_stats`` makes several)."""
     if kind == "stack":
         mrc.set_image_stack()
     elif kind == "volume":
         mrc.set_volume()
     mrc.voxel_size = float(voxel_size) if voxel_size else 0.0
-    mrc.update_header_stats()
+    if stats is None:
+        stats = RunningStats()
+        data = mrc.data
+        flat = data.reshape((-1,) + data.shape[-2:]) if data.ndim >= 2 else data.reshape(1, -1)
+        step = max(1, (1 << 22) // max(1, flat[0].size))  # ~4 M pixels per chunk
+        for i in range(0, len(flat), step):
+            stats.add(flat[i:i + step])
+    stats.to_header(mrc.header)
 
 
 def write_mrc(path: str | os.PathLike, data: np.ndarray, voxel_size: float | None = None, *,
@@ -500,6 +547,7 @@ class StackWriter:
         self._nbytes = 1024 + int(np.prod(self.shape)) * self.dtype.itemsize  # header + data
         self._ctx = atomic_path(path, force=force, inputs=inputs, size=self._nbytes)
         self._mrc = None
+        self.stats = RunningStats()  # header statistics, accumulated batch by batch (as stored)
         self._written = np.zeros(1 if len(self.shape) == 2 else self.shape[0], dtype=bool)
 
     def __enter__(self) -> "StackWriter":
@@ -522,14 +570,25 @@ class StackWriter:
         if not np.isfinite(images).all():
             raise ParameterError(f"refusing to write {self.path}: output batch at {start} contains NaN/Inf")
         if len(self.shape) == 2:
-            self._mrc.data[...] = images.reshape(self.shape)
+            stored = np.ascontiguousarray(images.reshape(self.shape), dtype=self.dtype)
+            self._mrc.data[...] = stored
+            self.stats = RunningStats()
+            self.stats.add(stored)
             self._written[:] = True
             return
         if images.ndim == 2:
             images = images[None]
         if start < 0 or start + len(images) > self.shape[0] or images.shape[1:] != self.shape[1:]:
             raise ShapeError(f"{self.path}: batch of shape {images.shape} at {start} does not fit the stack {self.shape}")
-        self._mrc.data[start:start + len(images)] = images.astype(self.dtype, copy=False)
+        done = self._written[start:start + len(images)]
+        if done.any():  # header statistics are accumulated once per image
+            raise ShapeError(f"{self.path}: image {start + int(np.argmax(done))} was already written")
+        stored = images.astype(self.dtype, copy=False)
+        view = self._mrc.data[start:start + len(images)]
+        view[...] = stored
+        self.stats.add(stored)
+        _drop_pages(view)  # written: RSS stays one batch, whatever the stack length
+        del view
         self._written[start:start + len(images)] = True
 
     def __exit__(self, exc_type, exc, tb):
@@ -539,7 +598,7 @@ class StackWriter:
                 if not self._written.all():
                     missing = int((~self._written).sum())
                     raise ShapeError(f"{self.path}: {missing} image(s) of the stack were never written; output discarded")
-                _set_header(self._mrc, self.voxel_size, self.kind)
+                _set_header(self._mrc, self.voxel_size, self.kind, self.stats)
                 self._mrc.flush()
         except BaseException as e:  # noqa: BLE001 - re-raised below after cleaning up
             error = e
@@ -561,24 +620,49 @@ def validate(path: str | os.PathLike) -> bool:
 
 
 class RunningStats:
-    """Min, max, mean and standard deviation accumulated batch by batch (float64)."""
+    """Min, max, mean and standard deviation accumulated batch by batch.
+
+    Each batch's mean and sum of squared deviations are computed in float64 and merged with the
+    running ones by the pairwise update of Chan, Golub & LeVeque (Welford's for batches), so the
+    result does not lose precision when the mean is large against the spread or the stack long;
+    memory is one batch.  ``std`` is the population standard deviation (the MRC header ``rms``).
+    """
 
     def __init__(self):
         self.n = 0
-        self.s1 = self.s2 = 0.0
+        self.mean = 0.0
+        self.m2 = 0.0  # sum of squared deviations from the mean
         self.lo, self.hi = np.inf, -np.inf
 
     def add(self, b: np.ndarray) -> None:
-        b = np.asarray(b, dtype=np.float64)
-        self.n += b.size
-        self.s1 += b.sum()
-        self.s2 += np.square(b).sum()
-        self.lo, self.hi = min(self.lo, float(b.min())), max(self.hi, float(b.max()))
+        b = np.asarray(b)
+        nb = int(b.size)
+        if nb == 0:
+            return
+        mb = float(np.mean(b, dtype=np.float64))
+        d = np.subtract(b, mb, dtype=np.float64)
+        m2b = float(np.dot(d.ravel(), d.ravel()))
+        n = self.n + nb
+        delta = mb - self.mean
+        self.mean += delta * nb / n
+        self.m2 += m2b + delta * delta * self.n * nb / n
+        self.n = n
+        self.lo, self.hi = min(self.lo, float(np.min(b))), max(self.hi, float(np.max(b)))
+
+    @property
+    def std(self) -> float:
+        return float(np.sqrt(self.m2 / self.n)) if self.n else 0.0
 
     def result(self) -> dict:
-        mean = self.s1 / self.n
-        return {"min": self.lo, "max": self.hi, "mean": mean,
-                "std": float(np.sqrt(max(self.s2 / self.n - mean * mean, 0.0))), "n_pixels": self.n}
+        return {"min": self.lo, "max": self.hi, "mean": self.mean, "std": self.std, "n_pixels": self.n}
+
+    def to_header(self, header) -> None:
+        """Write ``dmin``, ``dmax``, ``dmean`` and ``rms`` of an MRC header (unset values when empty)."""
+        if self.n == 0:
+            header.dmin, header.dmax, header.dmean, header.rms = 0.0, -1.0, -2.0, -1.0  # MRC2014: unset
+            return
+        header.dmin, header.dmax = np.float32(self.lo), np.float32(self.hi)
+        header.dmean, header.rms = np.float32(self.mean), np.float32(self.std)
 
 
 def stack_stats(path: str | os.PathLike, batch_size: int = 256, permissive: bool = False,

@@ -40,6 +40,7 @@ import numpy as np
 
 from ..errors import FileQuirkWarning, InputFileError, ParameterError, ShapeError
 from .atomic import check_output, temp_dir, translate_os_error
+from ..checks import check_pixel_size
 from .mrc import ImageStack, RunningStats, StackWriter, sniff
 from .star import StarTable, read_star, rewrite_star_text
 
@@ -304,8 +305,7 @@ def open_particles(path: str | os.PathLike, project_dir: str | os.PathLike | Non
     project = Path(project_dir) if project_dir is not None else Path.cwd()
     if project_dir is not None and not project.is_dir():
         raise ParameterError(f"project_dir={project} is not a directory")
-    if pixel_size is not None and not (np.isfinite(pixel_size) and pixel_size > 0):
-        raise ParameterError(f"pixel_size must be a positive number of Å, got {pixel_size}")
+    pixel_size = check_pixel_size(pixel_size)
     suffix = path.suffix.lower()
     if suffix == ".cs":
         listing = _list_cs(path)
@@ -563,8 +563,7 @@ class ParticleSetWriter:
         if len(self.image_shape) != 2 or min(self.image_shape) < 1:
             raise ParameterError(f"image_shape must be (H, W), got {image_shape}")
         old_px = _known_px(particles)
-        if pixel_size is not None and not (np.isfinite(pixel_size) and pixel_size > 0):
-            raise ParameterError(f"pixel_size must be a positive number of Å, got {pixel_size}")
+        pixel_size = check_pixel_size(pixel_size)
         if self.image_shape != tuple(particles.image_shape) and pixel_size is None and old_px is not None:
             raise ParameterError(f"output images are {self.image_shape[0]}×{self.image_shape[1]}, the input "
                                  f"{particles.image_shape[0]}×{particles.image_shape[1]}: give pixel_size=... "

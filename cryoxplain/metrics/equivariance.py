@@ -254,6 +254,20 @@ def isotropic_reference(images: Array, angles_deg: Iterable[float], mask=None, *
     return equivariance_error(_isotropic_lowpass(sigma), images, angles_deg, mask=mask, method=method, window=window)
 
 
+def check_angles_deg(angles, name: str = "offgrid angles") -> list[float]:
+    """Angles in degrees as finite floats (NaN/Inf or non-numbers raise ParameterError)."""
+    out = []
+    for a in angles:
+        try:
+            v = float(a)
+        except (TypeError, ValueError):
+            raise ParameterError(f"{name} must be numbers of degrees, got {a!r}") from None
+        if not math.isfinite(v):
+            raise ParameterError(f"{name} must be finite numbers of degrees, got {a!r}")
+        out.append(v)
+    return out
+
+
 def offgrid_angles(n: int = DEFAULT_N_OFFGRID, seed: int = 0, min_distance_deg: float = 2.0) -> list[float]:
     """``n`` stratified random angles (degrees): one drawn uniformly (seeded) in each of ``n`` equal
     sectors of [0°, 360°), at least ``min_distance_deg`` from any multiple of 90°.
@@ -371,10 +385,30 @@ def classifier_invariance(fn, images: Array, angles_deg: Iterable[float], *, met
 # ---------------------------------------------------------------------------------------------
 # the full report
 # ---------------------------------------------------------------------------------------------
+def _with_progress(f, total: int, progress: bool | None):
+    """``f`` that moves a tqdm bar (stderr) by one per call; the bar closes after ``total`` calls."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc="equivariance", unit="pass", leave=False,
+               disable=None if progress is None else not progress)
+
+    def counted(z):
+        out = f(z)
+        bar.update(1)
+        if bar.n >= total:
+            bar.close()
+        return out
+
+    return counted
+
+
 def evaluate_equivariance(fn, images: Array, n_offgrid: int = DEFAULT_N_OFFGRID, seed: int = 0, *, mask=None,
                           offgrid: Sequence[float] | None = None, method: str = "fft",
-                          batch_size: int = 64, window=None) -> EquivarianceReport:
+                          batch_size: int = 64, window=None, progress: bool | None = False) -> EquivarianceReport:
     """Full equivariance report of a denoiser (or invariance report of a classifier).
+
+    ``progress``: a bar over the model passes (one per angle, plus the unrotated one) on stderr;
+    ``None`` shows it only on a terminal.
 
     Grid angles 90/180/270° (exact), ``n_offgrid`` stratified angles drawn with ``seed``
     (:func:`offgrid_angles`; or the given ``offgrid`` angles, degrees) with the band-limited
@@ -388,8 +422,10 @@ def evaluate_equivariance(fn, images: Array, n_offgrid: int = DEFAULT_N_OFFGRID,
     x = _to_batch(images)
     n, _, h, w = x.shape
     f = as_image_function(fn, batch_size=batch_size)
+    angles_off = check_angles_deg(offgrid) if offgrid is not None else offgrid_angles(n_offgrid, seed)
+    if progress is not False:
+        f = _with_progress(f, 1 + len(GRID_ANGLES_DEG) + len(angles_off), progress)
     y = f(x)
-    angles_off = [float(a) for a in offgrid] if offgrid is not None else offgrid_angles(n_offgrid, seed)
     all_angles = list(GRID_ANGLES_DEG) + angles_off
     if _is_classifier_output(y):
         floor = rotation_floor(x, all_angles, mask=mask, method=method, window=window)

@@ -135,7 +135,9 @@ def format_snr_table(res: dict) -> str:
     for key in ("frc_0.5", "frc_0.143"):
         c = res[key]
         tag = "" if c["crossed"] else " (not crossed: ≥ Nyquist)"
-        if c["resolution_A"] is not None:
+        if c.get("frequency_per_A") is not None and c["resolution_A"] is None:
+            rows.append((f"FRC {c['threshold']} crossing", "below the threshold from the lowest ring (no resolution)"))
+        elif c["resolution_A"] is not None:
             rows.append((f"FRC {c['threshold']} crossing", f"{c['frequency_per_A']:.4g} 1/Å = {c['resolution_A']:.4g} Å{tag}"))
         else:
             rows.append((f"FRC {c['threshold']} crossing", f"{c['frequency_per_px']:.4g} 1/px (pixel size unknown){tag}"))

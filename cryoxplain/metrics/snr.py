@@ -131,7 +131,8 @@ def frc_resolution(result: FRCResult, threshold: float) -> dict:
     if result.pixel_size:
         f = f_px / result.pixel_size
         out["frequency_per_A"] = float(f)
-        out["resolution_A"] = float(1.0 / f) if f > 0 else math.inf
+        # a curve below the threshold from the lowest ring has no resolution (None, never inf)
+        out["resolution_A"] = float(1.0 / f) if f > 0 else None
     return out
 
 
@@ -156,7 +157,9 @@ class DenoiseMetrics:
         self.shape = (int(shape[-2]), int(shape[-1]))
         self.mask = _selection_mask(mask, self.shape)
         self.mask_name = mask if isinstance(mask, str) or mask is None else "custom"
-        self.pixel_size = float(pixel_size) if pixel_size else None
+        from ..checks import check_pixel_size
+
+        self.pixel_size = check_pixel_size(pixel_size)
         if data_range is not None and not data_range > 0:
             raise ParameterError(f"data_range must be > 0, got {data_range}")
         self.data_range = None if data_range is None else float(data_range)

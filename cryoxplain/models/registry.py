@@ -34,7 +34,7 @@ from typing import Callable, Iterator, Mapping
 import numpy as np
 import torch
 
-from ..errors import ModelFileError
+from ..errors import ModelFileError, ParameterError
 from ..io.atomic import atomic_path
 from .protocol import TASKS
 
@@ -247,13 +247,117 @@ def get_architecture(arch: str) -> ArchitectureSpec:
     return rec.spec
 
 
-def build_model(arch: str, **config) -> torch.nn.Module:
-    """Instantiate a registered architecture with ``config``."""
+#: the most parameter memory (bytes, float32) :func:`build_model` allocates; a config needing more
+#: is refused before anything is allocated (the shipped default model has 56k parameters, 0.2 MB)
+MAX_PARAMETER_BYTES = 4 * 2 ** 30
+
+
+def _kind_of(default, annotation) -> str | None:
+    """The config type a factory parameter declares by its default value (or annotation)."""
+    if isinstance(default, bool):
+        return "bool"
+    if isinstance(default, int):
+        return "int"
+    if isinstance(default, float):
+        return "float"
+    if isinstance(default, str):
+        return "str"
+    if isinstance(default, (list, tuple)):
+        return "list"
+    text = str(annotation)
+    for kind in ("bool", "int", "float", "str"):  # "int | None" and the like
+        if text.split(" ")[0] == kind or text.startswith(kind + " |"):
+            return kind
+    return None
+
+
+def _check_value(arch: str, key: str, value, kind: str | None, default) -> None:
+    from ..errors import ParameterError
+
+    if value is None and default is None:
+        return
+    bad = False
+    if kind == "bool":
+        config_bool(value, key)
+    elif kind == "int":
+        whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        bad = isinstance(value, bool) or not whole
+    elif kind == "float":
+        bad = isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(float(value))
+    elif kind == "str":
+        bad = not isinstance(value, str)
+    elif kind == "list":
+        bad = not isinstance(value, (list, tuple))
+    if bad:
+        want = {"int": "an integer", "float": "a finite number", "str": "a string", "list": "a list like [1,2,3]"}[kind]
+        raise ParameterError(f"architecture {arch!r}: config {key} must be {want}, got {value!r}")
+
+
+def check_config(arch: str, config: dict) -> None:
+    """Check ``config`` against the config keys and types the architecture's factory declares (its
+    keyword parameters, typed by their defaults or annotations): unknown keys and values of the wrong
+    type raise :class:`~cryoxplain.errors.ParameterError` naming the key, before anything is built.
+    The same check serves ``--config KEY=VALUE`` and the config stored in a model file."""
+    import inspect
+
+    from ..errors import ParameterError
+
     spec = get_architecture(arch)
+    try:
+        params = inspect.signature(spec.factory).parameters
+    except (TypeError, ValueError):  # a factory without an inspectable signature: nothing to check
+        return
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        known = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        unknown = sorted(set(config) - set(known))
+        if unknown:
+            raise ParameterError(f"architecture {arch!r} has no config {', '.join(unknown)}; "
+                                 f"its config keys are {', '.join(known)}")
+    for key, value in config.items():
+        p = params.get(key)
+        if p is None or p.default is inspect.Parameter.empty and p.annotation is inspect.Parameter.empty:
+            continue
+        default = None if p.default is inspect.Parameter.empty else p.default
+        _check_value(arch, key, value, _kind_of(default, p.annotation), default)
+
+
+def parameter_bytes(arch: str, config: dict) -> int | None:
+    """Bytes of the parameters ``build_model(arch, **config)`` would allocate, counted by building it
+    on torch's ``meta`` device (nothing is allocated); ``None`` where the architecture cannot be
+    built there (then no estimate is made)."""
+    from ..errors import CryoxplainError
+
+    spec = get_architecture(arch)
+    try:
+        with torch.device("meta"):
+            m = spec.factory(**config)
+    except CryoxplainError:
+        raise
+    except Exception:  # noqa: BLE001 - not buildable on meta (or a config error the real build reports)
+        return None
+    return sum(t.numel() * t.element_size() for t in list(m.parameters()) + list(m.buffers()))
+
+
+def build_model(arch: str, **config) -> torch.nn.Module:
+    """Instantiate a registered architecture with ``config``.
+
+    The config is checked first (:func:`check_config`), and a config whose parameters would need
+    more than :data:`MAX_PARAMETER_BYTES` is refused before allocating (:func:`parameter_bytes`).
+    """
+    from ..errors import ParameterError
+
+    spec = get_architecture(arch)
+    check_config(arch, config)
+    need = parameter_bytes(arch, config)
+    if need is not None and need > MAX_PARAMETER_BYTES:
+        raise ParameterError(f"architecture {arch!r} with config {config} needs {need / 2 ** 30:,.1f} GiB of "
+                             f"parameters (limit {MAX_PARAMETER_BYTES / 2 ** 30:g} GiB); use a smaller width/depth")
     try:
         return spec.factory(**config)
     except TypeError as exc:
         raise ModelFileError(f"architecture {arch!r} does not accept config {config}: {exc}") from None
+    except ValueError as exc:  # e.g. int("abc") inside the factory
+        raise ParameterError(f"architecture {arch!r}: invalid config {config}: {exc}") from None
 
 
 @dataclass
@@ -310,6 +414,13 @@ def save_model(path: str | os.PathLike, model: torch.nn.Module, arch: str, confi
         "version": __version__,
     }
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:  # a diverged model is never written
+        from ..errors import ParameterError
+
+        n = sum(int((~torch.isfinite(state[k])).sum()) for k in bad)
+        raise ParameterError(f"refusing to write {path}: {n} model value(s) are NaN/Inf (in {', '.join(bad[:3])}"
+                             f"{', …' if len(bad) > 3 else ''}); the training diverged")
     with atomic_path(path, force=force) as tmp:
         save_file(state, str(tmp), metadata={"cryoxplain": json.dumps(meta)})
     return Path(path)
@@ -378,7 +489,10 @@ def load_model(spec: str | os.PathLike, device: str | torch.device = "cpu", *,
     if task is not None and info.task != task:
         what = {"denoise": "a denoiser", "classify": "a particle classifier"}.get(task, f"a {task!r} model")
         raise ModelFileError(f"{info.path}: {info.arch!r} is a {info.task!r} model; {what} is needed here")
-    model = build_model(info.arch, **info.config)
+    try:
+        model = build_model(info.arch, **info.config)
+    except ParameterError as exc:  # the file's own config is wrong: name the file
+        raise ModelFileError(f"{info.path}: {exc}") from None
     try:
         state = load_file(info.path, device="cpu")
         model.load_state_dict(state, strict=True)

@@ -76,6 +76,28 @@ class Density:
 # ---------------------------------------------------------------------------------------------
 # Gaussian splatting of point masses (atoms, phantom blobs)
 
+#: the largest box (voxels per side of a density, pixels of a simulated particle) the simulator
+#: accepts: a 1024³ float32 density is 4 GiB, and the projections need a few times that
+MAX_BOX = 1024
+
+
+def check_box(box, what: str = "box", minimum: int = 8) -> int:
+    """The one check of a simulation box size: an integer in ``minimum … MAX_BOX``; the error of a
+    too-large box says how much memory it would take."""
+    try:
+        b = int(box)
+    except (TypeError, ValueError, OverflowError):
+        raise ParameterError(f"{what} must be a whole number of pixels, got {box!r}") from None
+    if b != box and not (isinstance(box, float) and float(box).is_integer()):
+        raise ParameterError(f"{what} must be a whole number of pixels, got {box!r}")
+    if b < minimum:
+        raise ParameterError(f"{what} must be ≥ {minimum} pixels, got {b}")
+    if b > MAX_BOX:
+        raise ParameterError(f"{what} {b} px is above the simulator's limit of {MAX_BOX} px (a {b}³ float32 "
+                             f"density alone needs {4 * float(b) ** 3 / 2 ** 30:,.0f} GiB)")
+    return b
+
+
 @numba.njit(cache=True)
 def _splat(out, centres, weights, sigmas, cutoff):
     n = out.shape[0]
@@ -195,9 +217,7 @@ def density_from_atoms(path: str | Path, pixel_size: float, box: int | None = No
     if box is None:
         rmax = np.abs(coords - c).max() + 4 * sigma
         box = int(2 * math.ceil(rmax / pixel_size) + 2)
-    box = int(box)
-    if box < 4:
-        raise ParameterError(f"density box must be ≥ 4 voxels, got {box}")
+    box = check_box(box, "density box", minimum=4)
     data = gaussian_density(coords, w, pixel_size, sigma, box, center=c)
     meta = dict(info, kind="atomic_model", sigma=sigma, center=[float(v) for v in c])
     return Density(data, pixel_size, str(path), meta)
@@ -241,9 +261,7 @@ def phantom(size: int = 64, pixel_size: float = 1.0, seed: int = 0, n_blobs: int
     inside a sphere of radius ``0.3·size`` voxels, plus an off-centre elongated 'arm' of 5 blobs
     (so that every orientation is distinguishable).  Deterministic given ``seed``.
     """
-    size = int(size)
-    if size < 8:
-        raise ParameterError(f"phantom size must be ≥ 8 voxels, got {size}")
+    size = check_box(size, "phantom size (box)")
     rng = np.random.default_rng([int(seed), 7919])
     r = 0.3 * size * pixel_size
     pts = rng.standard_normal((n_blobs, 3))

@@ -25,7 +25,7 @@ import numpy as np
 from .. import __version__
 from ..errors import ParameterError
 from .ctf import CTFParams, apply_ctf, ctf_2d
-from .density import Density, load_density
+from .density import Density, check_box, load_density
 from .project import project
 from .so3 import matrix_to_euler, random_rotations
 
@@ -92,12 +92,10 @@ def _prepare(density, n, box, pixel_size, snr, dose, contrast, noise_scale, ctf,
     if n < 1:
         raise ParameterError(f"number of particles must be ≥ 1, got {n}")
     if pixel_size is not None:
-        if not (pixel_size > 0 and math.isfinite(pixel_size)):
-            raise ParameterError(f"pixel size must be > 0 Å, got {pixel_size}")
-        density = density.resampled(pixel_size)
-    box = density.size if box is None else int(box)
-    if box < 8:
-        raise ParameterError(f"box must be ≥ 8 pixels, got {box}")
+        from ..checks import check_pixel_size
+
+        density = density.resampled(check_pixel_size(pixel_size))
+    box = density.size if box is None else check_box(box)
     if snr is not None and not (snr > 0 and math.isfinite(snr)):
         raise ParameterError(f"SNR must be a positive number, got {snr}")
     if noise_sigma is not None and not (noise_sigma >= 0 and math.isfinite(noise_sigma)):
@@ -232,6 +230,9 @@ def simulate_particles(density: Density | str | os.PathLike, n: int, box: int | 
 
     All arrays are held in memory; :func:`simulate_to_files` streams large sets to disk.
     """
+    from ..checks import check_seed
+
+    seed = check_seed(seed)
     density, n, box = _prepare(density, n, box, pixel_size, snr, dose, contrast, noise_scale, ctf, noise_sigma)
     params = _params(density, n, box, snr, seed, ctf, dose, paired, noise_scale, contrast, noise_sigma)
     return _chunk(density, 0, n, box, snr, seed, ctf, dose, paired, noise_scale, contrast, device, batch_size,
@@ -350,6 +351,9 @@ def simulate_to_files(density: Density | str | os.PathLike, n: int, out_prefix: 
     from ..io.atomic import atomic_path, check_output
     from ..io.mrc import StackWriter
 
+    from ..checks import check_seed
+
+    seed = check_seed(seed)
     density, n, box = _prepare(density, n, box, pixel_size, snr, dose, contrast, noise_scale, ctf, noise_sigma)
     if int(chunk) < 1:
         raise ParameterError(f"chunk must be ≥ 1, got {chunk}")

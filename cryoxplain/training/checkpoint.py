@@ -128,3 +128,26 @@ def settings_diff(old: dict, new: dict) -> str:
     new, old = jsonable(new), jsonable(old)
     keys = [k for k in list(new) + [k for k in old if k not in new] if old.get(k) != new.get(k)]
     return "; ".join(f"{k}: {old.get(k)!r} (checkpoint) vs {new.get(k)!r} (now)" for k in keys)
+
+
+def interrupted_error(out: str | os.PathLike, since: float | None = None):
+    """The :class:`~cryoxplain.errors.TrainingInterrupted` for a run writing ``out`` that was stopped
+    (Ctrl-C): names the checkpoint a ``resume`` continues from and its epoch, or says there is none
+    (no checkpoint, or only one older than ``since``, a ``time.time()`` of the run's start)."""
+    from safetensors import safe_open
+
+    from ..errors import TrainingInterrupted
+
+    ckpt = checkpoint_path_for(out)
+    epoch = None
+    try:
+        if ckpt.is_file() and (since is None or ckpt.stat().st_mtime >= since):
+            with safe_open(str(ckpt), framework="pt") as f:
+                epoch = int(json.loads((f.metadata() or {})[META_KEY])["epoch"])
+    except Exception:  # noqa: BLE001 - an unreadable checkpoint: say there is none
+        epoch = None
+    if epoch is None:
+        return TrainingInterrupted("training interrupted before its first checkpoint; no model written, "
+                                   "nothing to resume: start again")
+    return TrainingInterrupted(f"training interrupted; no model written; the checkpoint of epoch {epoch} is in "
+                               f"{ckpt}: run the same command with resume=True to continue from it")

@@ -63,6 +63,9 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise :class:`~cryoxplain.errors.ParameterError` for an out-of-range field."""
+        from ..checks import check_seed
+
+        check_seed(self.seed)
         if not isinstance(self.epochs, numbers.Integral) or self.epochs < 1:
             raise ParameterError(f"epochs must be ≥ 1, got {self.epochs!r}")
         if not isinstance(self.batch_size, numbers.Integral) or self.batch_size < 1:

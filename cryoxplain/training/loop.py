@@ -31,7 +31,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..errors import ParameterError
+from ..errors import ParameterError, TrainingDivergedError
 from .checkpoint import (checkpoint_path_for, history_path_for, load_checkpoint, restore_checkpoint,
                          save_checkpoint, settings_diff)
 from .config import TrainConfig
@@ -136,6 +136,42 @@ def _run_callbacks(model, epoch, callbacks, inputs) -> dict:
     return extra
 
 
+#: a batch loss this many times the run's first one means the run has diverged (it would overflow soon)
+EXPLODED = 1e6
+
+
+def _parameters_finite(model: torch.nn.Module) -> bool:
+    """True when every floating-point parameter and buffer of ``model`` is finite (one sync)."""
+    checks = [torch.isfinite(t).all() for t in list(model.parameters()) + list(model.buffers())
+              if t.is_floating_point()]
+    return bool(torch.stack(checks).all()) if checks else True
+
+
+def _newly_non_finite(row: dict, history: dict) -> list:
+    """``"column value"`` for the columns of ``row`` that are non-finite although their last value in
+    ``history`` was finite (a column that is NaN by design, e.g. without validation set, is allowed)."""
+    bad = []
+    for k, v in row.items():
+        prev = history.get(k) or []
+        if k != "seconds" and isinstance(v, float) and not math.isfinite(v) and prev and math.isfinite(float(prev[-1])):
+            bad.append(f"{k} {v}")
+    return bad
+
+
+def _diverged(epoch: int, where: str, what: str, checkpoint_path, checkpoint_epoch, lr: float, bar=None):
+    """The one-line error of a diverged run: where, why, and which checkpoint is kept (closes ``bar``)."""
+    if bar is not None:
+        bar.close()
+    if checkpoint_path is None:
+        kept = "no checkpoints without an output path"
+    elif checkpoint_epoch is None:
+        kept = "no checkpoint had been written yet"
+    else:
+        kept = f"the last good checkpoint (epoch {checkpoint_epoch}) is kept in {checkpoint_path}"
+    return TrainingDivergedError(f"training diverged at epoch {epoch}{where} ({what}); stopped without writing "
+                                 f"a model; {kept}; lower the learning rate (lr={lr:g}) and start again")
+
+
 def fit(model: torch.nn.Module, task: Task, config: TrainConfig, *, settings: dict | None = None,
         callbacks: Sequence[Callback] = (), history_path: str | os.PathLike | None = None,
         checkpoint_path: str | os.PathLike | None = None, history_attrs: dict | None = None,
@@ -144,8 +180,11 @@ def fit(model: torch.nn.Module, task: Task, config: TrainConfig, *, settings: di
 
     ``settings``: the task's own settings (architecture, data checksum …), stored with the
     checkpoint together with ``config.settings()``; a resume must match all of them.
-    ``report(epoch, row)`` is called after every epoch with its history row.  ``device``: where
-    the model is trained (default: ``config.device`` resolved).  The model ends in eval mode.
+    ``report(epoch, row)`` is called after every epoch with its history row.  The run stops with
+    :class:`~cryoxplain.errors.TrainingDivergedError` at the first non-finite loss, parameter or
+    history value, or a batch loss :data:`EXPLODED` times the run's first (nothing diverged is
+    checkpointed; earlier checkpoints and history stay).  ``device``: where the model is trained
+    (default: ``config.device`` resolved).  The model ends in eval mode.
     """
     from tqdm.auto import tqdm
 
@@ -191,10 +230,13 @@ def fit(model: torch.nn.Module, task: Task, config: TrainConfig, *, settings: di
     attrs = {"settings": settings, **(history_attrs or {})}
     n_tr = int(task.n_train())
     bs = config.batch_size
-    bar = tqdm(range(start_epoch, config.epochs + 1), desc=task.name, unit="epoch",
+    per_epoch = sum(1 for s in range(0, n_tr, bs) if not replicas.skip(min(bs, n_tr - s), n_tr))
+    bar = tqdm(desc=task.name, unit="batch",
                disable=(None if config.progress is None else not config.progress) if replicas.main else True,
-               initial=start_epoch - 1, total=config.epochs)
-    for epoch in bar:
+               initial=(start_epoch - 1) * per_epoch, total=config.epochs * per_epoch)
+    last_ckpt = resumed_from  # epoch of the last checkpoint this run wrote or continued from
+    ref_loss = None  # the run's first batch loss: a loss EXPLODED times larger has diverged
+    for epoch in range(start_epoch, config.epochs + 1):
         t0 = time.perf_counter()
         model.train()
         for g in optimizer.param_groups:
@@ -209,20 +251,32 @@ def fit(model: torch.nn.Module, task: Task, config: TrainConfig, *, settings: di
             batch = replicas.local(task.batch(idx, gen), len(idx))
             optimizer.zero_grad(set_to_none=True)
             loss, n, stats = task.loss(replicas.module, batch, dev)
-            loss, batch_loss = replicas.step_loss(loss, n, len(idx))
-            if not math.isfinite(batch_loss):
-                raise ParameterError(f"training diverged at epoch {epoch} (loss {batch_loss}); lower lr")
+            loss, lv = replicas.step_loss(loss, n, len(idx))  # lv: the global batch's loss (all ranks)
+            if not math.isfinite(lv) or (ref_loss is not None and lv > EXPLODED * max(ref_loss, 1e-12)):
+                what = f"loss {lv:g}"
+                if math.isfinite(lv):
+                    what += f", over {EXPLODED:g}× the first batch's {ref_loss:g}"
+                raise _diverged(epoch, f", batch {s // bs + 1}", what, checkpoint_path, last_ckpt,
+                                config.lr_at(epoch), bar)
+            ref_loss = lv if ref_loss is None else ref_loss
             loss.backward()
             optimizer.step()
+            if not _parameters_finite(model):
+                raise _diverged(epoch, f", batch {s // bs + 1}", "non-finite model parameters after the update",
+                                checkpoint_path, last_ckpt, config.lr_at(epoch), bar)
+            bar.update(1)
             n = len(idx) if replicas.distributed else n
-            tot += batch_loss * n
+            tot += lv * n
             cnt += n
             for k, v in (stats or {}).items():
                 sums[k] = sums.get(k, 0) + v
         row = {"epoch": epoch, "train_loss": tot / max(cnt, 1), **task.train_metrics(replicas.reduce_sums(sums), cnt)}
         row = replicas.measured(measure, row, t0)
+        bad = _newly_non_finite(row, history)
+        if bad:
+            raise _diverged(epoch, "", ", ".join(bad), checkpoint_path, last_ckpt, config.lr_at(epoch), bar)
         add_row(history, row)
-        bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k in ("train_loss", "val_loss")})
+        bar.set_postfix({"epoch": epoch, **{k: f"{v:.4g}" for k, v in row.items() if k in ("train_loss", "val_loss")}})
         if report is not None and replicas.main:
             report(epoch, row)
         if history_path is not None and replicas.main:
@@ -230,6 +284,7 @@ def fit(model: torch.nn.Module, task: Task, config: TrainConfig, *, settings: di
         if checkpoint_path is not None and replicas.main and (epoch % config.checkpoint_every == 0 or epoch == config.epochs):
             save_checkpoint(checkpoint_path, model, optimizer,
                             {"epoch": epoch, "settings": settings, "history": history}, dev)
+            last_ckpt = epoch
     bar.close()
     model.eval()
     return FitResult(history=history, history_path=history_path, checkpoint_path=checkpoint_path,

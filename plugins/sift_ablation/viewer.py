@@ -12,7 +12,6 @@ import json
 from dataclasses import replace
 
 import numpy as np
-import torch
 
 from cryoxplain.io.atomic import atomic_path
 from cryoxplain_plugins.ablation_path import viewer as pixel_viewer
