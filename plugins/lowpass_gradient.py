@@ -36,6 +36,9 @@ parameter               default          source
 ``n_samples``           50               smoothgrad/vargrad base: Xplique SmoothGrad ``nb_samples=50``
 ``noise_level``         0.2              Xplique ``noise=0.2`` on [0, 1] images → 0.2 × each
                                          image's (max − min) here
+``noise_reference``     range            what ``noise_level`` multiplies: ``range`` (Xplique) or each
+                                         image's ``std`` (docs/methods-gradients.md: on noisy particles
+                                         the range is ≈ 7.5 stds)
 ======================  ===============  ============================================================
 
 The base maps are the SDK's: :func:`cryoxplain.explain.paths.integrated_gradients` and
