@@ -2,8 +2,9 @@
 
     python benchmarks/explanation_evaluation.py                  # small default (CPU, minutes)
     python benchmarks/explanation_evaluation.py --d1 --n-test 300 --n-train 1000 --epochs 12   # the spec's D1 run (long)
-    python benchmarks/explanation_evaluation.py --trained-only --d1 --d2 --cheap \
-        --n-test 32 --n-train 300 --epochs 6 --n-subsets 50                 # the D1/D2 tables in docs/ (CPU)
+    # the D1/D2 tables in docs/ (CPU; each 25–30 min incl. simulation and training on 2 loaded cores):
+    python benchmarks/explanation_evaluation.py --trained-only --d2 --cheap --n-test 24 --n-train 300 --epochs 8 --n-subsets 50
+    python benchmarks/explanation_evaluation.py --trained-only --d1 --cheap --n-test 12 --n-train 500 --epochs 24 --n-subsets 30
 
 Writes one methods × metrics table per design to ``docs/benchmarks-explanation-evaluation.md``
 (``--out``).  Designs (spec shared/specs/saliency_evaluation.md §6, cryoxplain.sim.groundtruth):
