@@ -37,8 +37,8 @@ def train_d1(n_train: int, epochs: int, seed: int = 0):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="", help="a trained D1 classifier file (default: train one here)")
-    ap.add_argument("--n-train", type=int, default=300)
-    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--n-train", type=int, default=500)
+    ap.add_argument("--epochs", type=int, default=24)
     ap.add_argument("--n-test", type=int, default=8, help="D1 test particles simulated; the example is --index")
     ap.add_argument("--index", type=int, default=-1, help="test particle (-1: the most confidently B one)")
     ap.add_argument("--out", default="docs/figures/sift")
