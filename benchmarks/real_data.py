@@ -279,10 +279,12 @@ def main(argv=None):
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--json", default=None)
     ap.add_argument("--figure", default=None, help="PNG: raw vs denoised real particles and micrograph crops")
+    ap.add_argument("--no-peers", action="store_true", help="skip Topaz and ASPIRE (e.g. with --merge)")
+    ap.add_argument("--merge", default=None, help="JSON of an earlier run (--json) whose peer rows (and figure "
+                    "panels, npz beside it) are added to this run's table; same data and seeds")
     args = ap.parse_args(argv)
 
-    from cryoxplain.metrics.equivariance import common_window, offgrid_angles
-    from cryoxplain.models import load_model
+    from cryoxplain.metrics.equivariance import offgrid_angles, output_window
 
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     tmp = tempfile.TemporaryDirectory() if args.workdir is None else None
@@ -292,15 +294,14 @@ def main(argv=None):
 
     ours = [Ours(m) for m in args.models.split(",") if m]
     notes = []
-    tz = _check_env(Path(args.topaz_python), "import topaz.commands.denoise", env)
+    tz = "skipped (--no-peers)" if args.no_peers else _check_env(Path(args.topaz_python), "import topaz.commands.denoise", env)
     topaz = External("Topaz pretrained unet", _topaz(args.topaz_python), work, env) if tz is None else None
     if tz:
         notes.append(f"Topaz not run: {tz}")
-    asp = _check_env(Path(args.aspire_python), "import aspire.denoising", env)
+    asp = "skipped (--no-peers)" if args.no_peers else _check_env(Path(args.aspire_python), "import aspire.denoising", env)
     if asp:
         notes.append(f"ASPIRE CWF not run: {asp}")
-    spiral = load_model("default-spiral")[0] if "default-spiral" in args.models else None
-    window = common_window(64, spiral) if spiral is not None else common_window(64)
+    window = output_window(64, radius=RADIUS)  # = common_window(64, spiral model): its valid disc
     angles = [90.0] + offgrid_angles(args.n_offgrid)
 
     # ---- A: held-out structure with ground truth
@@ -361,6 +362,24 @@ def main(argv=None):
             shown.setdefault(fn.name, {})[tag] = y
             print(f"# B {fn.name} {tag}: {res} ({time.perf_counter() - t:.0f} s)", file=sys.stderr, flush=True)
 
+    if args.json:  # the denoised panels for a later --merge figure
+        np.savez(Path(args.json).with_suffix(".npz"), **{f"{k}|{t}": v for k, d in shown.items() for t, v in d.items()})
+    if args.merge:
+        old = json.loads(Path(args.merge).read_text())
+        mine = {r["method"] for r in rows_gt} | {r["method"] for r in rows_real}
+        rows_gt += [r for r in old["gt"] if r["method"] not in mine]
+        rows_real += [r for r in old["real"] if r["method"] not in mine]
+        throughput = {**old["throughput"], **throughput}
+        npz = Path(args.merge).with_suffix(".npz")
+        if npz.exists():
+            z = np.load(npz)
+            for key in z.files:
+                k, t = key.split("|")
+                if k not in shown:
+                    shown.setdefault(k, {})[t] = z[key]
+        notes = [n for n in notes if "--no-peers" not in n] + [f"peer rows merged from {Path(args.merge).name}"]
+        order = {m: i for i, m in enumerate(dict.fromkeys([r["method"] for r in rows_real]))}
+        rows_gt.sort(key=lambda r: (-r["snr"], order.get(r["method"], 99)))
     # ---- report
     lines = ["| method | SNR | SNR_in (dB) | SNR_out (dB) | SNR_out affine (dB) | FRC-0.5 (Å) |", "|---|---|---|---|---|---|"]
     for r in rows_gt:

@@ -130,8 +130,9 @@ def test_shipped_default_model_is_residual_and_unchanged():
     m, info = load_model("default")
     assert info.config["residual"] is True and m.residual is True
     x = torch.randn(1, 1, 32, 32)
-    with torch.no_grad():  # and computes x − body(x)
-        torch.testing.assert_close(m(x), x - m.body(x))
+    with torch.no_grad():  # and computes x − body(x), with the odd part of the body (odd=True, issue 13)
+        body = 0.5 * (m.body(x) - m.body(-x)) if m.odd else m.body(x)
+        torch.testing.assert_close(m(x), x - body)
 
 
 @pytest.mark.parametrize("arch", ["cartesian", "spiral"])
