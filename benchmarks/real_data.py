@@ -380,9 +380,10 @@ def main(argv=None):
         npz = Path(args.merge).with_suffix(".npz")
         if npz.exists():
             z = np.load(npz)
+            have = set(shown)
             for key in z.files:
                 k, t = key.split("|")
-                if k not in shown:
+                if k not in have:
                     shown.setdefault(k, {})[t] = z[key]
         notes = [n for n in notes if "--no-peers" not in n] + [f"peer rows merged from {Path(args.merge).name}"]
         order = {m: i for i, m in enumerate(dict.fromkeys([r["method"] for r in rows_real]))}
