@@ -1,23 +1,38 @@
 #!/usr/bin/env python
-"""Retrain the shipped default denoiser ``cryoxplain/data/models/default.safetensors``.
+"""Retrain the shipped general denoisers ``cryoxplain/data/models/default.safetensors`` (cartesian)
+and ``default-spiral.safetensors`` (spiral).
 
-Data: particles simulated (``cryoxplain.sim.simulate_particles``) from the real 70S ribosome map
-``../shared/data/aspire_clean70SRibosome_vol_65p.mrc`` (ASPIRE-Python gallery data; its header has no
-voxel size, so a pixel size of 5 Å is assumed: 65 px × 5 Å = 325 Å box around the ~250 Å ribosome),
-box 64, uniformly random orientations, additive Gaussian noise at several SNRs
-(Var over the box-inscribed disc / σ²) so that one model covers SNR 1/2 … 1/32.
+Data (both models, identical): :func:`cryoxplain.sim.training.simulate_training_distribution` on
+three structures from ``../shared/data`` — the 70S ribosome map (ASPIRE gallery data; its header has
+no voxel size: 5 Å/voxel assumed, ≈ 250 Å particle), the T20S proteasome atomic model (3J9I, ≈ 180 Å
+cylinder) and the human H-ferritin 24-mer (4Y08 assembly, ≈ 120 Å sphere).  **β-galactosidase
+(``real/ngl_betaGal.mrc``) is held out** for the benchmark (benchmarks/real_data.py).  Box 64, pixel
+sizes 4.2 … 6.2 Å/px (nominal 5.0 Å/px, the sampling ``cryoxplain denoise`` bins micrographs to),
+CTF with defocus 0.5 … 3.5 µm and astigmatism 0 … 1500 Å (RELION convention), both contrast signs,
+SNR 1/100 … 1/2 (log-uniform), white noise or (half of the images) Gaussian noise with the radial
+spectrum measured on the real EPU micrograph's background (cryoxplain/data/noise/, made by
+scripts/measure_noise_spectrum.py).  Target: the CTF-modulated clean projection.
 
-Model: the cartesian DnCNN (``cryoxplain.models.cartesian.DEFAULT_CONFIG``: depth 8, width 32, 3×3)
-with dilated hidden layers 1,2,3,4,3,2 (receptive radius 17 px instead of 8 at the same cost;
-+0.85 dB validation SNR over the plain network in the same 24 epochs), supervised MSE to the
-clean projections, D4 augmentation, random 48 px crops, Adam with cosine learning-rate decay.  Everything is seeded: the same
-command reproduces the same file on the same CPU/torch build.
+Models: contrast-sign odd (``odd=True``: F(−x) = −F(x) exactly).  ``--arch cartesian``: the dilated
+DnCNN (depth 8, width 32, dilations 1,2,3,4,3,2, predicting the signal: the residual net trained the
+same way reached −1.33 dB validation SNR_out against +3.28 dB), random 48 px crops; ``--arch spiral``:
+the spiral denoiser (box 64, depth 6, width 16, signal-predicting, prefilter 0.7 px), whole boxes.
+Sizes (500 / 1000 clean particles × 2 noise draws, 3 epochs each, the smaller spiral) are what fitted the
+CPU budget of the session that made the files (2 cores shared by 5 jobs: one cartesian epoch on
+1800 images took 10.5 min wall); larger runs are the obvious next step.
+Supervised MSE, D4 augmentation, Adam with cosine decay, seeded: the same command reproduces the
+same file on the same CPU/torch build.
 
-    OMP_NUM_THREADS=1 nice python scripts/train_default_model.py --force
+    OMP_NUM_THREADS=1 nice python scripts/train_default_model.py --arch cartesian --force
+    OMP_NUM_THREADS=1 nice python scripts/train_default_model.py --arch spiral --force
+
+``--cache FILE.npz`` keeps the simulated set between the two runs (it is regenerated bit for bit
+without it).
 """
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -25,67 +40,98 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_DENSITY = REPO.parent / "shared" / "data" / "aspire_clean70SRibosome_vol_65p.mrc"
-DEFAULT_OUT = REPO / "cryoxplain" / "data" / "models" / "default.safetensors"
+DATA = REPO.parent / "shared" / "data"
+MODELS = REPO / "cryoxplain" / "data" / "models"
+HELD_OUT = "ngl_betaGal.mrc"
+
+ARCHS = {
+    "cartesian": {"out": "default.safetensors",
+                  "config": {"depth": 8, "width": 32, "kernel_size": 3, "residual": False, "odd": True,
+                             "dilations": [1, 2, 3, 4, 3, 2]},
+                  "crop": 48, "batch_size": 16, "epochs": 3, "n_clean": 500},
+    "spiral": {"out": "default-spiral.safetensors",
+               "config": {"box_size": 64, "depth": 6, "width": 16, "kernel_size": 3, "residual": False,
+                          "odd": True, "prefilter_sigma": 0.7},
+               "crop": None, "batch_size": 16, "epochs": 3, "n_clean": 1000},
+}
 
 
-def simulate_training_set(density, pixel_size, box, snrs, n_per_snr, seed):
-    from cryoxplain.sim import load_density, simulate_particles
+def training_structures():
+    from cryoxplain.sim import Structure
 
-    dens = load_density(density, pixel_size=pixel_size)
-    clean, noisy = [], []
-    for j, snr in enumerate(snrs):
-        r = simulate_particles(dens, n_per_snr, box=box, snr=snr, seed=seed + 1000 * j)
-        clean.append(r.clean)
-        noisy.append(r.noisy)
-    return np.concatenate(noisy), np.concatenate(clean)
+    return [Structure(str(DATA / "aspire_clean70SRibosome_vol_65p.mrc"), 5.0, "70S ribosome (EMD map, 5 Å/voxel assumed)"),
+            Structure(str(DATA / "real" / "3j9i_t20s_proteasome.pdb.gz"), None, "T20S proteasome (PDB 3J9I)"),
+            Structure(str(DATA / "real" / "4y08_human_h_ferritin_assembly24.cif.gz"), None, "H-ferritin 24-mer (PDB 4Y08)")]
+
+
+def simulate(n_clean, noise_draws, seed, cache=None):
+    import json
+
+    from cryoxplain.sim import simulate_training_distribution
+
+    if cache and Path(cache).exists():
+        z = np.load(cache, allow_pickle=False)
+        params = json.loads(str(z["params"]))
+        if params["n_clean"] >= n_clean and params["seed"] == seed and params["noise_draws"] == noise_draws:
+            # groups are seeded one by one: the first n_clean·noise_draws rows of a larger set are
+            # exactly the smaller set
+            params["n_clean"] = int(math.ceil(n_clean / params["group_size"]) * params["group_size"])
+            k = params["n_clean"] * noise_draws
+            return z["noisy"][:k], z["clean"][:k], params
+    t0 = time.time()
+    ts = simulate_training_distribution(training_structures(), n_clean, box=64, seed=seed, noise_draws=noise_draws,
+                                        progress=lambda d, n: print(f"  simulated group {d}/{n} "
+                                                                    f"({time.time() - t0:.0f} s)", flush=True)
+                                        if d % 10 == 0 or d == n else None)
+    if cache:
+        np.savez(cache, noisy=ts.noisy, clean=ts.clean, params=json.dumps(ts.params))
+    return ts.noisy, ts.clean, ts.params
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--density", default=str(DEFAULT_DENSITY))
-    ap.add_argument("--pixel-size", type=float, default=5.0, help="Å/px assumed for the map (header has none)")
-    ap.add_argument("--box", type=int, default=64)
-    ap.add_argument("--snrs", default="0.5,0.25,0.125,0.0625,0.03125")
-    ap.add_argument("--n-per-snr", type=int, default=400)
-    ap.add_argument("--epochs", type=int, default=36)
-    ap.add_argument("--crop", type=int, default=48)
-    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--arch", choices=sorted(ARCHS), default="cartesian")
+    ap.add_argument("--n-clean", type=int, default=None,
+                    help="clean particles (× --noise-draws noisy images); default: per architecture")
+    ap.add_argument("--noise-draws", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=None, help="default: per architecture")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--dilations", default="1,2,3,4,3,2",
-                    help="comma-separated dilations of the depth-2 hidden layers ('none': plain DnCNN)")
-    ap.add_argument("-o", "--output", default=str(DEFAULT_OUT))
+    ap.add_argument("--cache", default=None, help="npz file to keep/reuse the simulated set")
+    ap.add_argument("-o", "--output", default=None)
     ap.add_argument("--force", action="store_true")
     args = ap.parse_args(argv)
 
-    from cryoxplain.models.cartesian import DEFAULT_CONFIG
     from cryoxplain.denoise import train_denoiser
 
-    snrs = [float(s) for s in args.snrs.split(",")]
+    spec = ARCHS[args.arch]
+    out = Path(args.output) if args.output else MODELS / spec["out"]
+    epochs = args.epochs or spec["epochs"]
+    args.n_clean = args.n_clean or spec["n_clean"]
     t0 = time.time()
-    noisy, clean = simulate_training_set(args.density, args.pixel_size, args.box, snrs, args.n_per_snr, args.seed)
-    print(f"simulated {len(noisy)} particles ({args.box}², SNR {snrs}) in {time.time() - t0:.0f} s", flush=True)
-    meta = {"data": {"density": Path(args.density).name, "pixel_size_A": args.pixel_size, "box": args.box,
-                     "snrs": snrs, "n_per_snr": args.n_per_snr, "simulation_seed": args.seed,
-                     "noise": "additive Gaussian, sigma per image from Var(clean over disc)/SNR"},
-            "script": "scripts/train_default_model.py"}
-    config = dict(DEFAULT_CONFIG)
-    if args.dilations and args.dilations != "none":
-        config["dilations"] = [int(d) for d in args.dilations.split(",")]
-    res = train_denoiser(noisy, clean, arch="cartesian", arch_config=config, epochs=args.epochs, seed=args.seed,
-                         out=args.output, val_fraction=0.1, batch_size=args.batch_size, lr=args.lr, augment="d4",
-                         crop=args.crop, lr_schedule="cosine", checkpoint_every=1, force=args.force, progress=False, metadata=meta,
-                         device="cpu")
+    noisy, clean, dist = simulate(args.n_clean, args.noise_draws, args.seed, args.cache)
+    n = args.n_clean * args.noise_draws
+    noisy, clean = noisy[:n], clean[:n]
+    print(f"{len(noisy)} training images ({time.time() - t0:.0f} s)", flush=True)
+    meta = {"data": {"distribution": dist, "pixel_size_A": 5.0, "pixel_size_range_A": [min(dist["pixel_sizes_A"]),
+                                                                                       max(dist["pixel_sizes_A"])],
+                     "held_out_structure": HELD_OUT, "n_images": int(len(noisy))},
+            "pixel_size_A": 5.0, "script": "scripts/train_default_model.py",
+            "command": f"scripts/train_default_model.py --arch {args.arch} --n-clean {args.n_clean} "
+                       f"--noise-draws {args.noise_draws} --epochs {epochs} --lr {args.lr} --seed {args.seed}"}
+    res = train_denoiser(noisy, clean, arch=args.arch, arch_config=dict(spec["config"]), epochs=epochs, seed=args.seed,
+                         out=str(out), val_fraction=0.1, batch_size=spec["batch_size"], lr=args.lr, augment="d4",
+                         crop=spec["crop"], lr_schedule="cosine", checkpoint_every=1, force=args.force, progress=False,
+                         metadata=meta, device="cpu")
     h = res.history
     for i in range(len(h["epoch"])):
         print(f"epoch {int(h['epoch'][i]):3d}  train {h['train_loss'][i]:.4f}  val {h['val_loss'][i]:.4f}  "
               f"SNR_out {h['val_snr_out_db'][i]:6.2f} dB  PSNR {h['val_psnr_db'][i]:6.2f} dB", flush=True)
     # the history and checkpoint are byproducts; keep only the model inside the package
     for p in (res.history_path, res.checkpoint_path):
-        if p is not None and Path(p).parent == Path(args.output).resolve().parent:
+        if p is not None and Path(p).parent == out.resolve().parent:
             Path(p).unlink(missing_ok=True)
-    print(f"wrote {args.output} ({Path(args.output).stat().st_size / 1e3:.0f} kB) in {time.time() - t0:.0f} s")
+    print(f"wrote {out} ({out.stat().st_size / 1e3:.0f} kB) in {time.time() - t0:.0f} s")
 
 
 if __name__ == "__main__":

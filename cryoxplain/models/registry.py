@@ -405,6 +405,13 @@ def save_model(path: str | os.PathLike, model: torch.nn.Module, arch: str, confi
     from .. import __version__
 
     spec = get_architecture(arch)
+    config = dict(config)
+    own = model.config() if callable(getattr(model, "config", None)) else {}
+    for key, legacy in dict(spec.legacy_defaults).items():
+        # a key left out of ``config`` would load with its legacy default: record the model's own
+        # value where it differs (e.g. ``odd=True`` of a net built from a partial config)
+        if key not in config and key in own and own[key] != legacy:
+            config[key] = own[key]
     meta = {
         "format": FORMAT_VERSION,
         "arch": arch,

@@ -29,6 +29,13 @@ equivariance error E 0.67 (cartesian 4.67 dB, 0.23); signal-predicting spiral 5.
 (cartesian 5.26 dB, 0.125).  Model files written before the key existed were residual nets and
 load as ``residual=True``.
 
+Contrast-sign equivariance (config ``odd``)
+-----------------------------------------
+``odd=True`` (default for new models): the output is the odd part of the net above,
+``F(x) = (G(x) − G(−x))/2`` (:func:`cryoxplain.models.cartesian.odd_part`, one batch of ``2B``),
+so ``F(−x) = −F(x)`` exactly; the outside rules (zero, passthrough) are odd too.  Files written
+before the key existed load with ``odd=False``.
+
 Rule outside the disc (thesis Remark 31)
 ----------------------------------------
 The spiral denoiser acts only on :attr:`SpiralDenoiser.mask` (the pixels inside the spiral's
@@ -62,6 +69,7 @@ import torch.nn.functional as F
 
 from ..errors import ParameterError, ShapeError
 from ..geometry.spiral import SpiralGeometry, SpiralOperators, spiral_geometry, spiral_operators
+from .cartesian import odd_part
 from .protocol import ModelBase
 from .registry import ArchitectureSpec, config_bool
 
@@ -277,9 +285,10 @@ class SpiralDenoiser(ModelBase):
     def __init__(self, box_size: int = 64, depth: int = 8, width: int = 32, kernel_size: int = 3,
                  n_wind: int | None = None, n_spls: int | None = None, outside: str | None = None,
                  residual: bool = False, disk_cache: bool = True, prefilter_sigma: float = DEFAULT_PREFILTER_SIGMA,
-                 oversample: int = 1):
+                 oversample: int = 1, odd: bool = True):
         super().__init__()
         self.residual = config_bool(residual, "residual")
+        self.odd = config_bool(odd, "odd")
         if int(depth) < 2:
             raise ParameterError(f"depth must be ≥ 2 (first and last convolution), got {depth}")
         if int(width) < 1:
@@ -312,7 +321,7 @@ class SpiralDenoiser(ModelBase):
         layers: list[nn.Module] = [conv(1, self.width, True), nn.ReLU()]
         for _ in range(self.depth - 2):
             layers += [conv(self.width, self.width, False), _SpiralBN(self.width), nn.ReLU()]
-        layers.append(conv(self.width, 1, True))
+        layers.append(conv(self.width, 1, not self.odd))  # an odd net would cancel the output bias
         self.body = nn.Sequential(*layers)
 
     def config(self) -> dict:
@@ -321,7 +330,7 @@ class SpiralDenoiser(ModelBase):
         return {"box_size": g.box_size, "depth": self.depth, "width": self.width,
                 "kernel_size": self.kernel_size, "n_wind": g.n_wind, "n_spls": g.n_spls,
                 "outside": self.outside, "residual": self.residual, "prefilter_sigma": self.prefilter_sigma,
-                "oversample": self.oversample}
+                "oversample": self.oversample, "odd": self.odd}
 
     @property
     def valid_radius(self) -> float:
@@ -359,9 +368,11 @@ class SpiralDenoiser(ModelBase):
     #: old name of :meth:`spiral_body` (from when the body always predicted the noise)
     spiral_noise = spiral_body
 
+    def _grid_body(self, x: torch.Tensor) -> torch.Tensor:
+        return self.to_grid(self.spiral_body(x)).reshape(x.shape[0], 1, *self.input_shape)  # 0 outside the mask
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B = x.shape[0]
-        body = self.to_grid(self.spiral_body(x)).reshape(B, 1, *self.input_shape)  # 0 outside the mask
+        body = odd_part(self._grid_body, x) if self.odd else self._grid_body(x)
         if self.residual:
             out = x - body                            # = x outside the mask
         elif self.outside == "passthrough":
@@ -403,29 +414,32 @@ class SpiralDenoiser(ModelBase):
     def extra_repr(self) -> str:
         g = self.geometry
         return (f"box_size={g.box_size}, n_wind={g.n_wind}, n_spls={g.n_spls}, outside={self.outside!r}, "
-                f"residual={self.residual}, prefilter_sigma={self.prefilter_sigma:g}, oversample={self.oversample}")
+                f"residual={self.residual}, prefilter_sigma={self.prefilter_sigma:g}, oversample={self.oversample}, "
+                f"odd={self.odd}")
 
 
-def spiral_param_count(depth: int, width: int, kernel_size: int = 3) -> int:
+def spiral_param_count(depth: int, width: int, kernel_size: int = 3, odd: bool = True) -> int:
     """Number of trainable parameters of :class:`SpiralDenoiser` (independent of the geometry).
 
-    Equal to that of a cartesian DnCNN with the same depth/width/kernel and bias convention.
+    Equal to that of a cartesian DnCNN with the same depth/width/kernel, ``odd`` and bias
+    convention (an odd net has no output bias).
     """
     k2 = kernel_size * kernel_size
     first = k2 * width + width
     middle = (depth - 2) * (k2 * width * width + 2 * width)
-    last = k2 * width + 1
+    last = k2 * width + (0 if odd else 1)
     return first + middle + last
 
 
 def spiral_denoiser(box_size: int = 64, depth: int = 8, width: int = 32, kernel_size: int = 3,
                     n_wind: int | None = None, n_spls: int | None = None,
                     outside: str | None = None, residual: bool = False,
-                    prefilter_sigma: float = DEFAULT_PREFILTER_SIGMA, oversample: int = 1) -> SpiralDenoiser:
+                    prefilter_sigma: float = DEFAULT_PREFILTER_SIGMA, oversample: int = 1,
+                    odd: bool = True) -> SpiralDenoiser:
     """Factory registered as architecture ``spiral`` (task ``denoise``); see :class:`SpiralDenoiser`."""
     return SpiralDenoiser(box_size=box_size, depth=depth, width=width, kernel_size=kernel_size,
                           n_wind=n_wind, n_spls=n_spls, outside=outside, residual=residual,
-                          prefilter_sigma=prefilter_sigma, oversample=oversample)
+                          prefilter_sigma=prefilter_sigma, oversample=oversample, odd=odd)
 
 
 def spiral_resampling_floor(model: SpiralDenoiser, images, angles_deg=None, window=None) -> dict:
@@ -444,8 +458,9 @@ def spiral_resampling_floor(model: SpiralDenoiser, images, angles_deg=None, wind
 
 #: the ``spiral`` architecture (entry point ``cryoxplain.architectures``); files written before
 #: ``residual`` existed are residual nets (the default then), files written before the prefilter and
-#: oversampling keys existed had neither
+#: oversampling keys existed had neither, files written before ``odd`` existed are not odd
 ARCHITECTURE = ArchitectureSpec("spiral", "denoise", spiral_denoiser,
-                                legacy_defaults={"residual": True, "prefilter_sigma": 0.0, "oversample": 1},
+                                legacy_defaults={"residual": True, "prefilter_sigma": 0.0, "oversample": 1,
+                                                 "odd": False},
                                 small_config={"box_size": 24, "depth": 3, "width": 4},
                                 description="spiral CNN denoiser (approximately rotation-equivariant, fixed box)")

@@ -15,7 +15,17 @@ def test_default_model_is_shipped_and_described():
     assert {"depth", "width", "kernel_size"} <= set(info.config)
     t = info.training
     assert t["script"] == "scripts/train_default_model.py" and "normalization" in t
-    assert t["data"]["density"] == "aspire_clean70SRibosome_vol_65p.mrc"
+    # the general model (issue 13): several structures, β-galactosidase held out, pixel size recorded
+    dist = t["data"]["distribution"]
+    assert len(dist["structures"]) >= 3 and t["data"]["held_out_structure"] == "ngl_betaGal.mrc"
+    assert not any("gal" in s.lower() for s in dist["structures"])
+    assert info.pixel_size == 5.0 and dist["snr_range"] == [0.01, 0.5] and dist["coloured_fraction"] > 0
+
+
+def test_default_spiral_is_shipped_and_described():
+    model, info = load_model("default-spiral")
+    assert info.arch == "spiral" and info.task == "denoise" and info.config["odd"] is True
+    assert info.pixel_size == 5.0 and info.training["data"]["held_out_structure"] == "ngl_betaGal.mrc"
 
 
 def test_default_model_denoises_simulated_ribosome(shared_data):

@@ -28,7 +28,7 @@ def test_training_reduces_validation_loss(tmp_path):
     assert h["val_snr_out_db"][-1] > h["val_snr_out_db"][0]
     # the file round-trips and reproduces the in-memory model
     model, info = load_model(out)
-    assert info.arch == "cartesian" and info.config == SMALL | {"residual": True} and info.task == "denoise"
+    assert info.arch == "cartesian" and info.config == SMALL | {"residual": True, "odd": True} and info.task == "denoise"
     assert info.training["settings"]["seed"] == 3 and "normalization" in info.training
     x = torch.randn(2, 1, 32, 32)
     with torch.no_grad():
@@ -159,7 +159,7 @@ def test_cli_train_and_mismatch_exit2(tmp_path):
     assert r.exit_code == 0, r.output
     assert out.exists() and history_path_for(out).exists()
     info = load_model(out)[1]
-    assert info.config == {"depth": 3, "width": 4, "kernel_size": 3, "residual": True}
+    assert info.config == {"depth": 3, "width": 4, "kernel_size": 3, "residual": True, "odd": True}
     assert info.training["pixel_size_A"] == pytest.approx(2.0)
     r = CliRunner().invoke(cli, args + ["--clean", str(tmp_path / "c.mrcs")])
     assert r.exit_code == 2 and "exists" in r.output  # never overwritten without --force

@@ -114,6 +114,8 @@ def test_epoch0_models_matched_and_output_bias_explains_old_inversion(shared_dat
     specs = B.model_specs(cfg, ["spiral", "cartesian"], "signal")
     assert specs["spiral"][1]["outside"] == "zero" and not specs["spiral"][1]["residual"]
     specs["spiral"][1]["prefilter_sigma"] = 0.0  # the stored run's spiral had no prefilter (issue 14)
+    for _, conf in specs.values():  # nor were its nets odd (issue 13): an odd net has no output bias
+        conf["odd"] = False
     E = {}  # name -> [(E with output bias, E with it zeroed)] over three seeds
     for name, (arch, conf) in specs.items():
         for seed in range(3):

@@ -173,7 +173,7 @@ def test_registered_and_round_trips_through_model_file(tmp_path):
     m.eval()
     cfg = m.config()
     assert cfg == dict(box_size=24, depth=3, width=4, kernel_size=3, n_wind=11, n_spls=381,
-                       outside="zero", residual=False, prefilter_sigma=0.7, oversample=1)
+                       outside="zero", residual=False, prefilter_sigma=0.7, oversample=1, odd=True)
     path = save_model(tmp_path / "s.safetensors", m, "spiral", cfg, training={"epochs": 0})
     m2, info = load_model(path)
     assert info.arch == "spiral" and info.task == "denoise"
@@ -252,6 +252,9 @@ def test_rule_outside_the_disc(residual):
         with torch.no_grad():
             y = m(x)
             body = m.to_grid(m.spiral_body(x)).reshape(x.shape)
+            body_neg = m.to_grid(m.spiral_body(-x)).reshape(x.shape)
+        assert m.odd  # the default: the output is built from the odd part of the body
+        body = 0.5 * (body - body_neg)
         inside = m.mask
         assert inside.sum() > 0.7 * 24 * 24 * np.pi / 4
         expect_out = x[:, :, ~inside] if outside == "passthrough" else torch.zeros_like(x[:, :, ~inside])
