@@ -74,6 +74,22 @@ def evaluate_snr_files(clean, estimate, noisy=None, mask="disc", pixel_size: flo
             st.close()
 
 
+def sample_square_images(stack, n_images: int, seed: int, why: str, *, project_dir=None, stack_header=None):
+    """``n_images`` images of ``stack`` (all when it has no more), drawn without replacement with
+    ``seed`` and kept in stack order: ``(images (n, H, W), indices, pixel size or None)``; square
+    boxes only (``why`` completes the error)."""
+    from .io.particles import open_images
+
+    with open_images(stack, project_dir=project_dir, stack=stack_header) as st:
+        h, w = st.image_shape
+        if h != w:
+            raise ShapeError(f"{stack}: images are {h}x{w}; {why}")
+        n = len(st)
+        idx = np.arange(n) if n <= n_images else np.sort(np.random.default_rng(seed).choice(n, n_images, replace=False))
+        px = getattr(st, "pixel_size", None) or getattr(st, "voxel_size", None)
+        return st[idx], idx, px
+
+
 def evaluate_stack_equivariance(stack, model="default", *, n_images: int = 64, n_offgrid: int = 12,
                                 seed: int = 0, device: str = "auto", batch_size: int = 64,
                                 method: str = "fft", angles_deg: Sequence[float] | None = None,
@@ -96,7 +112,6 @@ def evaluate_stack_equivariance(stack, model="default", *, n_images: int = 64, n
     Returns ``(report, model_info)``.
     """
     from .imaging.normalize import normalize
-    from .io.particles import open_images
     from .metrics.equivariance import output_window, window_radius
     from .models.registry import load_model
     from .utils import resolve_device
@@ -108,13 +123,9 @@ def evaluate_stack_equivariance(stack, model="default", *, n_images: int = 64, n
     seed = check_seed(seed)
     dev = resolve_device(device)
     net, info = load_model(model, device=dev)
-    with open_images(stack, project_dir=project_dir, stack=stack_header) as st:
-        h, w = st.image_shape
-        if h != w:
-            raise ShapeError(f"{stack}: images are {h}x{w}; equivariance is measured on square boxes")
-        n = len(st)
-        idx = np.arange(n) if n <= n_images else np.sort(np.random.default_rng(seed).choice(n, n_images, replace=False))
-        imgs = st[idx]
+    imgs, idx, _ = sample_square_images(stack, n_images, seed, "equivariance is measured on square boxes",
+                                        project_dir=project_dir, stack_header=stack_header)
+    h, w = imgs.shape[-2:]
     x = normalize(torch.from_numpy(imgs)[:, None])[0]
     window = None
     if radius is not None or taper is not None:
@@ -201,7 +212,6 @@ def evaluate_real(stack, model="default", *, micrograph=None, picks=None, n_imag
     from .errors import InputFileError
     from .imaging.normalize import normalize
     from .io.mrc import read_mrc
-    from .io.particles import open_images
     from .metrics.nogt import (contrast_sign_error, gaussian_lowpass, j_invariant_loss, lowpass_half_gain_frequency,
                                matched_lowpass_sigma, noise_response, transfer_gain)
     from .metrics.report import NoGroundTruthReport
@@ -218,14 +228,9 @@ def evaluate_real(stack, model="default", *, micrograph=None, picks=None, n_imag
         net, info = model.to(dev).eval(), ModelInfo(arch=type(model).__name__, task="denoise", config={})
     else:
         net, info = load_model(model, device=dev, task="denoise")
-    with open_images(stack, project_dir=project_dir, stack=stack_header) as st:
-        h, w = st.image_shape
-        if h != w:
-            raise ShapeError(f"{stack}: images are {h}x{w}; the no-ground-truth report needs square boxes")
-        n = len(st)
-        idx = np.arange(n) if n <= n_images else np.sort(np.random.default_rng(seed).choice(n, n_images, replace=False))
-        imgs = st[idx]
-        px = getattr(st, "pixel_size", None) or getattr(st, "voxel_size", None)
+    imgs, idx, px = sample_square_images(stack, n_images, seed, "the no-ground-truth report needs square boxes",
+                                         project_dir=project_dir, stack_header=stack_header)
+    h, w = imgs.shape[-2:]
     if picks is not None and micrograph is None:
         raise ParameterError("picks=... needs the micrograph they were picked on (micrograph=...)")
     mic = mpx = None
