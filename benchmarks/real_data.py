@@ -25,11 +25,11 @@ B. No ground truth, on the 105 real particles (``real/fei-extended_picked105_bin
    * contrast-sign error ‖F(−x) + F(x)‖ / ‖F(x)‖;
    * pure-noise output energy: ‖F(n)‖²/‖n‖² on white noise and on background tiles of the real
      micrograph (≥ 40 px from every pick), divided by the same ratio for a Gaussian low-pass of
-     matched bandwidth (σ fitted to the denoiser's radial transfer sqrt(P_out/P_in) on the real
+     matched bandwidth (the same half-gain frequency as the denoiser's ring gain on the real
      particles).  A ratio > 1: the denoiser puts more energy into pure noise than a linear filter
      passing the same band would — it invents structure.
-     LOCAL CODE (``_matched_sigma``, ``_noise_energy``): to be replaced by ssl13's
-     cryoxplain.metrics no-ground-truth metrics after the merge.
+     Contrast sign, matched low-pass and noise energy are :mod:`cryoxplain.metrics.nogt`'s (the
+     definitions of ``cryoxplain evaluate real``).
 
 C. Throughput: particles/s on the 1/16 stack, CPU, 1 thread, each tool as its own process
    (start-up and model loading included, as a user sees it).
@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -151,38 +150,6 @@ def gt_metrics(clean, est, noisy, pixel_size):
             "frc05_A": r["resolution_A"], "frc05_crossed": r["crossed"]}
 
 
-def _radial_power(x):
-    from cryoxplain.imaging.fourier import ring_index, ring_sums
-
-    x = np.asarray(x, np.float64)
-    x = x - x.mean(axis=(-2, -1), keepdims=True)
-    ring = ring_index(x.shape[-2:])
-    cnt = np.bincount(ring[ring >= 0])
-    return ring_sums(np.abs(np.fft.fft2(x)) ** 2, ring).mean(0) / cnt
-
-
-def _matched_sigma(x, y):
-    """LOCAL (to be replaced by ssl13's cryoxplain.metrics): σ (px) of the Gaussian low-pass whose
-    transfer exp(−2π²σ²f²) best fits (least squares over rings 1…N/2) the measured radial transfer
-    sqrt(P_out/P_in) of a denoiser on ``x`` → ``y``."""
-    t = np.sqrt(_radial_power(y) / np.maximum(_radial_power(x), 1e-30))
-    f = np.arange(len(t)) / x.shape[-1]
-    t = t / max(t[1], 1e-12)  # scale-free: normalised at the lowest non-zero ring
-    grid = np.linspace(0.2, 6.0, 117)
-    err = [np.sum((t[1:] - np.exp(-2 * np.pi ** 2 * s ** 2 * f[1:] ** 2)) ** 2) for s in grid]
-    return float(grid[int(np.argmin(err))])
-
-
-def _noise_energy(fn, noise, pixel_size):
-    """LOCAL (to be replaced by ssl13's cryoxplain.metrics): ‖F(n) − mean‖² / ‖n − mean‖² inside
-    the evaluation disc, pooled over the stack."""
-    m = _disc(noise.shape[-1])
-    y = _call(fn, noise, pixel_size=pixel_size)
-    yc = y - y[:, m].mean(axis=1)[:, None, None]
-    nc = noise - noise[:, m].mean(axis=1)[:, None, None]
-    return float((yc[:, m] ** 2).sum() / (nc[:, m] ** 2).sum())
-
-
 def _call(fn, x, ctf=None, pixel_size=5.0):
     if isinstance(fn, External):
         return fn(x, ctf=ctf, pixel_size=pixel_size)
@@ -190,28 +157,34 @@ def _call(fn, x, ctf=None, pixel_size=5.0):
 
 
 def no_gt_metrics(fn, images, noise_white, noise_bg, angles, window, pixel_size, ctf=None):
+    """The no-ground-truth numbers of one denoiser, by the library's own definitions
+    (:mod:`cryoxplain.metrics.nogt`, the same as ``cryoxplain evaluate real``), on the evaluation
+    disc ``RADIUS`` for every method alike."""
     import torch
 
     from cryoxplain.metrics.equivariance import equivariance_error
+    from cryoxplain.metrics.nogt import contrast_sign_error, matched_lowpass_sigma, noise_response, transfer_gain
 
     x = np.asarray(images, np.float32)
     y = _call(fn, x, ctf, pixel_size)
-    yn = _call(fn, -x, ctf, pixel_size)
-    sign = float(np.linalg.norm((y + yn).ravel()) / max(np.linalg.norm(y.ravel()), 1e-30))
 
-    def f(t):  # (B,1,H,W) tensor → tensor
-        return torch.from_numpy(_call(fn, t[:, 0].numpy(), ctf, pixel_size))[:, None]
+    def on_particles(t):  # (B,1,H,W) tensor → tensor, with the particles' CTFs (Topaz/CWF may use them)
+        return torch.from_numpy(np.asarray(_call(fn, t[:, 0].numpy(), ctf, pixel_size), np.float32))[:, None]
 
-    e = equivariance_error(f, x, angles, window=window, outputs=torch.from_numpy(y)[:, None])
+    def on_noise(t):  # pure noise has no CTF
+        return torch.from_numpy(np.asarray(_call(fn, t[:, 0].numpy(), None, pixel_size), np.float32))[:, None]
+
+    e = equivariance_error(on_particles, x, angles, window=window, outputs=torch.from_numpy(y)[:, None])
     e90 = e.get(90.0)
     off = [v for a, v in e.items() if a != 90.0]
-    sig = _matched_sigma(x, y)
-    lp = LowPass(sig)
+    disc = torch.from_numpy(_disc(x.shape[-1]).astype(np.float32))
+    sig = matched_lowpass_sigma(transfer_gain(on_particles, x), x.shape[-1])
+    sign = contrast_sign_error(on_particles, x, window=disc)
     res = {"E90": e90, "E_offgrid": float(np.mean(off)) if off else None, "sign_error": sign, "matched_sigma_px": sig}
     for tag, n in (("white", noise_white), ("background", noise_bg)):
-        ef, eg = _noise_energy(fn, n, pixel_size), _noise_energy(lp, n, pixel_size)
-        res[f"noise_energy_{tag}"] = ef
-        res[f"noise_energy_{tag}_vs_lowpass"] = ef / eg
+        r = noise_response(on_noise, np.asarray(n, np.float32), sigma=sig, window=disc)
+        res[f"noise_energy_{tag}"] = r["energy"]
+        res[f"noise_energy_{tag}_vs_lowpass"] = r["energy_vs_lowpass"]
     return res, y
 
 

@@ -330,6 +330,7 @@ class _Listing:
     block: str | None = None
     blocks: dict = field(default_factory=dict)
     records: np.ndarray | None = None
+    invalid_pixel_size: str | None = None  # "where: value" of a listed pixel size that is not a number > 0
 
 
 def _particle_block(path: Path, blocks: dict) -> str:
@@ -398,8 +399,18 @@ def _list_star(path: Path) -> _Listing:
         mag = _as_float(t["rlnMagnification"], path, "rlnMagnification")
         with np.errstate(all="ignore"):
             px = np.where(np.isfinite(px), px, dps * 1e4 / mag)
+    bad = None
+    if isinstance(optics, StarTable):
+        bad = next((f"data_optics group {g} rlnImagePixelSize {row['rlnImagePixelSize']!s}" for g, row in og.items()
+                    if "rlnImagePixelSize" in row and not _positive(row["rlnImagePixelSize"])), None)
+    listed = np.asarray(t["rlnImagePixelSize"], dtype=object) if "rlnImagePixelSize" in t else None
+    if bad is None and listed is not None:
+        k = next((i for i, v in enumerate(listed) if not _positive(v)), None)
+        bad = None if k is None else f"particle {k + 1} rlnImagePixelSize {listed[k]!s}"
     px = np.where(np.isfinite(px) & (px > 0), px, np.nan)
-    return _Listing("star", names, index, px, groups, group_names, version, block, blocks)
+    lst = _Listing("star", names, index, px, groups, group_names, version, block, blocks)
+    lst.invalid_pixel_size = bad
+    return lst
 
 
 def _positive(v) -> bool:
@@ -488,6 +499,9 @@ def _assemble(path: Path, project: Path, fallbacks: tuple, lst: _Listing, pixel_
         k = next(i for i, s in enumerate(shapes) if s != a)
         raise InputFileError(f"{path}: mixed box sizes: {resolved[0]} holds {a[0]}×{a[1]} images, "
                              f"{resolved[k]} {shapes[k][0]}×{shapes[k][1]}; a particle set has one box size")
+    if lst.invalid_pixel_size and pixel_size is None:
+        raise InputFileError(f"{path}: {lst.invalid_pixel_size} is not a pixel size (a number > 0 Å); "
+                             "correct the file or give pixel_size=...")
     px = lst.pixel_sizes.copy()
     hdr = np.array([header_px[j] if header_px[j] else np.nan for j in stack_of])
     listed = np.isfinite(px)
