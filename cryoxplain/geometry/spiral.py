@@ -64,7 +64,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.spatial import Delaunay
 
-from ..errors import ParameterError
+from ..errors import CryoxplainError, ParameterError
 
 #: bump when the construction of the operators changes (invalidates on-disk caches)
 OPERATOR_VERSION = 1
@@ -444,11 +444,11 @@ def _save(ops: SpiralOperators, path: Path) -> None:
     put("s2g", ops.spiral_to_grid)
     for k, m in ops.spiral_to_ribbon.items():
         put(f"s2r{k}", m)
+    from ..io.atomic import atomic_path  # our temporary naming: a killed run's leftover is cleaned next time
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_path(path, force=True) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
-    os.replace(tmp, path)
 
 
 def _load(path: Path, geom: SpiralGeometry, rows: tuple[int, ...]) -> SpiralOperators | None:
@@ -489,7 +489,7 @@ def spiral_operators(geometry: SpiralGeometry, rows: int | tuple[int, ...] = 3,
         if disk_cache:
             try:
                 _save(ops, path)
-            except OSError as exc:
+            except (OSError, CryoxplainError) as exc:  # a cache that cannot be written is only slower
                 warnings.warn(f"could not write the spiral operator cache {path}: {exc}", stacklevel=2)
     _MEMORY[key] = ops
     return ops
