@@ -22,6 +22,11 @@ project_dir_option = click.option(
     "--project-dir", type=click.Path(file_okay=False), default=None,
     help="Particle files: directory the stack paths are relative to, as in RELION "
          "(default: the current directory, then the STAR/.cs file's folder).")
+stack_header_option = click.option(
+    "--stack", "stack_header", is_flag=True,
+    help="Read an MRC file as a particle stack whatever its header says (.mrc with ispg=1).")
+
+
 def pixel_size_callback(ctx, param, value):
     """Every ``--pixel-size``: the library's one validator (finite, > 0; one-line error, exit 2)."""
     from ..checks import check_pixel_size

@@ -10,7 +10,8 @@ import json
 
 import click
 
-from .common import batch_size_option, device_option, force_option, input_files, seed_option, project_dir_option
+from .common import (batch_size_option, device_option, force_option, input_files,
+                     project_dir_option, seed_option, stack_header_option)
 
 
 class _Degrees(click.ParamType):
@@ -47,8 +48,7 @@ class _Degrees(click.ParamType):
               help="Raised-cosine window edge in pixels (0: hard disc) [default: box/8].")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write a PNG of the error vs angle.")
-@click.option("--stack", "stack_header", is_flag=True,
-              help="Read an MRC file as a particle stack whatever its header says (.mrc with ispg=1).")
+@stack_header_option
 @project_dir_option
 @seed_option
 @device_option

@@ -10,7 +10,8 @@ import json
 
 import click
 
-from .common import batch_size_option, device_option, force_option, project_dir_option, seed_option
+from .common import (batch_size_option, device_option, force_option,
+                     project_dir_option, seed_option, stack_header_option)
 
 
 @click.command("real")
@@ -34,8 +35,7 @@ from .common import batch_size_option, device_option, force_option, project_dir_
               help="Region SNR: radius in px of the signal/background discs [default: box/4].")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
               help="Also write the full report (spectra included) as JSON to this file.")
-@click.option("--stack", "stack_header", is_flag=True,
-              help="Read an MRC file as a particle stack whatever its header says.")
+@stack_header_option
 @project_dir_option
 @seed_option
 @device_option
