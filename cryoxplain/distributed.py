@@ -30,7 +30,7 @@ import torch
 
 from .errors import ParameterError
 
-__all__ = ["Context", "all_reduce_sum", "barrier", "broadcast_object", "context", "device", "init", "is_main",
+__all__ = ["DEFAULT_UNIT_SIZE", "Context", "all_reduce_sum", "check_unit_size", "barrier", "broadcast_object", "context", "device", "init", "is_main",
            "is_initialized", "shard", "shard_range"]
 
 TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
@@ -152,6 +152,21 @@ def broadcast_object(obj, src: int = 0):
     box = [obj]
     torch.distributed.broadcast_object_list(box, src=src)
     return box[0]
+
+
+#: images per work unit of sharded denoise / explain (a unit is one atomic part file)
+DEFAULT_UNIT_SIZE = 512
+
+
+def check_unit_size(unit_size: int | None, batch_size: int, unit: str = "image") -> int:
+    """The work-unit size of a sharded run (``None``: :data:`DEFAULT_UNIT_SIZE`), after checking it
+    and the batch size (both ≥ 1; one-line errors)."""
+    unit_size = DEFAULT_UNIT_SIZE if unit_size is None else int(unit_size)
+    if unit_size < 1:
+        raise ParameterError(f"unit_size must be ≥ 1 {unit}, got {unit_size}")
+    if batch_size < 1:
+        raise ParameterError(f"batch size must be ≥ 1, got {batch_size}")
+    return unit_size
 
 
 def shard_range(n: int, rank: int, world_size: int) -> range:

@@ -40,7 +40,7 @@ from ..errors import FileQuirkWarning, InputFileError, ParameterError
 __all__ = ["DEFAULT_UNIT_SIZE", "denoise_sharded", "particle_units"]
 
 #: particles per work unit of a particle set (rounded up to whole batches)
-DEFAULT_UNIT_SIZE = 512
+DEFAULT_UNIT_SIZE = distributed.DEFAULT_UNIT_SIZE
 
 
 @dataclass
@@ -80,11 +80,7 @@ def denoise_sharded(inputs: Sequence, output, model="default", *, batch_size: in
     from ..io.particles import is_particle_file
 
     ctx = distributed.context(allow_array=True) if ctx is None else ctx
-    unit_size = DEFAULT_UNIT_SIZE if unit_size is None else int(unit_size)
-    if unit_size < 1:
-        raise ParameterError(f"unit_size must be ≥ 1 particle, got {unit_size}")
-    if batch_size < 1:
-        raise ParameterError(f"batch size must be ≥ 1, got {batch_size}")
+    unit_size = distributed.check_unit_size(unit_size, batch_size, "particle")
     dev = distributed.device(device, ctx)
     distributed.init(dev, ctx, backend="gloo")  # barriers only
     if any(is_particle_file(p) for p in inputs):

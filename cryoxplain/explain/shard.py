@@ -31,7 +31,7 @@ from ..errors import ParameterError
 __all__ = ["DEFAULT_UNIT_SIZE", "explain_sharded"]
 
 #: images per work unit (rounded up to whole batches)
-DEFAULT_UNIT_SIZE = 512
+DEFAULT_UNIT_SIZE = distributed.DEFAULT_UNIT_SIZE
 
 
 def _count(stack, project_dir) -> int:
@@ -58,11 +58,7 @@ def explain_sharded(model, stack, output, *, method: str, params=None, target=No
 
     t0 = time.perf_counter()
     ctx = distributed.context(allow_array=True) if ctx is None else ctx
-    unit_size = DEFAULT_UNIT_SIZE if unit_size is None else int(unit_size)
-    if unit_size < 1:
-        raise ParameterError(f"unit_size must be ≥ 1 image, got {unit_size}")
-    if batch_size < 1:
-        raise ParameterError(f"batch size must be ≥ 1, got {batch_size}")
+    unit_size = distributed.check_unit_size(unit_size, batch_size, "image")
     out = Path(output)
     inputs = (stack,) if isinstance(stack, (str, os.PathLike)) else ()
     done_before = out.exists() and skip_existing and not force
