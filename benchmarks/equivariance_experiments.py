@@ -41,24 +41,37 @@ Outputs in ``--out`` (default ``equivariance_experiments/``):
     stdout               one table: final score / equivariance per experiment and model
 
 Configurations (``--config``): ``tiny`` (seconds; the test suite), ``quick`` (2 CPU cores,
-≤ 15 min on an idle machine), ``full`` (for a GPU; see docs/equivariance.md).  Example::
+a few minutes), ``medium`` (3 seeds on 2 CPU cores in about an hour), ``full`` (for a GPU; see
+docs/equivariance.md).
+
+Several seeds (``--seeds 0,1,2``): every (seed, experiment) pair runs as its own process
+(``--jobs`` at a time, one thread each on CPU) into ``OUT/seed<S>_<experiment>/``; a pair whose
+``summary.json`` exists is not run again (so an interrupted run resumes).  Then the claims and the
+issue-14 target are judged across seeds (mean ± sd over seeds) into ``OUT/summary.json``,
+``OUT/fig_<experiment>.png`` (mean and min–max band) and a table.  ``--aggregate`` only does that
+last step.  Examples::
 
     nice python benchmarks/equivariance_experiments.py --config quick --out eqv_quick
-    python benchmarks/equivariance_experiments.py --config full --device cuda --out eqv_full
+    nice python benchmarks/equivariance_experiments.py --config medium --seeds 0,1,2 --jobs 2 --out eqv_medium
+    python benchmarks/equivariance_experiments.py --config full --device cuda --seeds 0,1,2 --jobs 1 --out eqv_full
 """
 from __future__ import annotations
 
 import argparse
 import math
+import os
+import re
+import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 
-from cryoxplain.evaluate import (CONFIGS, EXPERIMENTS, RIBOSOME_PIXEL_SIZE, check_claims, format_experiments_table,
-                                 n_params, read_experiment_results, run_equivariance_experiments,
-                                 write_experiment_results)
+from cryoxplain.evaluate import (CONFIGS, EXPERIMENTS, RIBOSOME_PIXEL_SIZE, check_claims, combine_experiment_results,
+                                 format_experiments_table, format_seed_table, n_params, read_experiment_results,
+                                 run_equivariance_experiments, write_experiment_results, write_seed_summary)
 from cryoxplain.evaluate import model_specs as _matched_specs
 
 REPO = Path(__file__).resolve().parent.parent
@@ -143,6 +156,67 @@ def model_specs(cfg: dict, models: list[str], target: str = "signal") -> dict[st
     return {m: specs[m] for m in models}
 
 
+UNIT = re.compile(r"^seed(\d+)_(" + "|".join(EXPERIMENTS) + r")$")
+
+
+def _unit_command(args, seed: int, exp: str, models: list[str], out: Path) -> list[str]:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--config", args.config, "--seed", str(seed),
+           "--experiments", exp, "--models", ",".join(models), "--target", args.target, "--density", str(args.density),
+           "--device", args.device, "--out", str(out)]
+    if args.epochs:
+        cmd += ["--epochs", str(args.epochs)]
+    return cmd
+
+
+def run_seeds(args, exps: list[str], models: list[str]) -> int:
+    """``--seeds``: run every (seed, experiment) pair not yet done as its own process, then judge the
+    claims across seeds (``--aggregate``: the last step only)."""
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    seeds = [int(s) for s in args.seeds.split(",") if s] if args.seeds else None
+    t0 = time.perf_counter()
+    walls = {}
+    if not args.aggregate:
+        todo = [(s, e) for s in seeds for e in exps if not (out / f"seed{s}_{e}" / "summary.json").is_file()]
+        env = dict(os.environ)
+        if args.device != "cuda":  # one thread per process: --jobs processes share the cores
+            env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+
+        def one(unit):
+            s, e = unit
+            d = out / f"seed{s}_{e}"
+            t = time.perf_counter()
+            with open(out / f"log_seed{s}_{e}.txt", "w") as log:
+                rc = subprocess.run(_unit_command(args, s, e, models, d), env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+            walls[f"seed{s}_{e}"] = time.perf_counter() - t
+            print(f"seed {s} {e}: {'done' if rc == 0 else f'FAILED (exit {rc}, see {out}/log_seed{s}_{e}.txt)'} "
+                  f"in {walls[f'seed{s}_{e}']:.0f}s", flush=True)
+            return rc
+
+        print(f"{len(todo)} runs to do ({len(seeds) * len(exps) - len(todo)} already done), {args.jobs} at a time", flush=True)
+        with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+            rcs = list(pool.map(one, todo))
+        if any(rcs):
+            print("some runs failed; not judging the claims", file=sys.stderr)
+            return 1
+    by_seed: dict[int, list] = {}
+    for d in sorted(out.iterdir()):
+        m = UNIT.match(d.name)
+        if m and (d / "results.h5").is_file() and (seeds is None or int(m.group(1)) in seeds):
+            by_seed.setdefault(int(m.group(1)), []).append(read_experiment_results(d))
+    if not by_seed:
+        print(f"no finished runs in {out}", file=sys.stderr)
+        return 1
+    per_seed = [combine_experiment_results(parts) for _, parts in sorted(by_seed.items())]
+    extra = {"wall_seconds_this_command": time.perf_counter() - t0}
+    if walls:
+        extra["wall_seconds_per_run"] = walls
+    summary = write_seed_summary(per_seed, out, extra=extra)
+    print(format_seed_table(summary))
+    print(f"wrote {out}/summary.json, fig_*.png ({len(per_seed)} seeds) in {time.perf_counter() - t0:.0f}s")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", choices=sorted(CONFIGS), default="quick")
@@ -157,6 +231,11 @@ def main(argv=None) -> int:
     ap.add_argument("--target", choices=("signal", "noise"), default="signal",
                     help="what the networks predict: the clean signal (thesis, default; config residual=false) "
                          "or the noise (residual learning; config residual=true)")
+    ap.add_argument("--seeds", default=None,
+                    help="comma-separated seeds: one process per seed and experiment, then claims judged across seeds")
+    ap.add_argument("--jobs", type=int, default=2, help="with --seeds: processes at a time (default 2)")
+    ap.add_argument("--aggregate", action="store_true",
+                    help="with --seeds (default: every OUT/seed*_* folder): only judge and plot the finished runs")
     ap.add_argument("--replot", action="store_true",
                     help="do not train: re-check the claims and redraw the figures from OUT/results.h5")
     args = ap.parse_args(argv)
@@ -179,6 +258,8 @@ def main(argv=None) -> int:
         models.remove("steerable")
     if not args.density.is_file():
         ap.error(f"density map {args.density} not found")
+    if args.seeds or args.aggregate:
+        return run_seeds(args, exps, models)
     t0 = time.perf_counter()
     specs = model_specs(cfg, models, args.target)
     res = run_equivariance_experiments(cfg, exps, specs, args.out, density=args.density,

@@ -34,7 +34,8 @@ from .metrics.snr import DenoiseMetrics
 
 __all__ = ["evaluate_snr_files", "evaluate_stack_equivariance", "evaluate_real", "read_picks", "background_boxes", "EXPERIMENTS", "CONFIGS", "n_params", "model_specs",
            "simulate_experiment", "run_equivariance_experiments", "check_claims", "write_experiment_results",
-           "read_experiment_results", "format_experiments_table"]
+           "read_experiment_results", "format_experiments_table",
+           "combine_experiment_results", "check_claims_across_seeds", "write_seed_summary", "format_seed_table"]
 
 
 def evaluate_snr_files(clean, estimate, noisy=None, mask="disc", pixel_size: float | None = None,
@@ -647,6 +648,199 @@ def read_experiment_results(out) -> dict:
             res["experiments"][exp] = {m: {c: f[exp][m][c][()] for c in f[exp][m]} for m in f[exp]}
     return res
 
+
+# ---------------------------------------------------------------------------------------------
+# several seeds (the ``medium`` configuration): one results dict per seed, claims judged across seeds
+# ---------------------------------------------------------------------------------------------
+def combine_experiment_results(parts: Sequence[dict]) -> dict:
+    """One results dict from runs of the same seed and configuration that each trained a subset of
+    the experiments (e.g. one process per experiment).  Raises ``ParameterError`` when the parts
+    disagree on the seed, the configuration or the models, or repeat an experiment."""
+    parts = list(parts)
+    if not parts:
+        raise ParameterError("parts must hold at least one results dict")
+    first = parts[0]
+    out = {"config": first["config"], "seed": first["seed"], "models": first["models"], "experiments": {}, "sim": {}}
+    for p in parts:
+        for key in ("seed", "config", "models"):
+            if json.dumps(p[key], sort_keys=True, default=str) != json.dumps(first[key], sort_keys=True, default=str):
+                raise ParameterError(f"the results to combine differ in {key} ({p[key]!r} vs {first[key]!r})")
+        for exp, pm in p["experiments"].items():
+            if exp in out["experiments"]:
+                raise ParameterError(f"experiment {exp!r} appears in more than one of the results to combine")
+            out["experiments"][exp] = pm
+            out["sim"][exp] = p.get("sim", {}).get(exp, {})
+    out["experiments"] = {e: out["experiments"][e] for e in EXPERIMENTS if e in out["experiments"]}
+    out["claims"] = check_claims(out)
+    return out
+
+
+def _spread(values) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof 1; 0 for one value)."""
+    v = np.asarray(values, dtype=np.float64)
+    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
+
+
+def _judge(values, threshold: float, above: bool = True) -> dict:
+    """Verdict of "mean > threshold" (``above``) or "mean < threshold" over seeds: ``confirmed`` when
+    the whole interval mean ± sd lies on the claimed side, ``not confirmed`` when it lies on the other
+    side, ``inconclusive`` when the threshold is inside it."""
+    m, sd = _spread(values)
+    lo, hi = m - sd, m + sd
+    if (lo > threshold) if above else (hi < threshold):
+        v = "confirmed"
+    elif (hi < threshold) if above else (lo > threshold):
+        v = "not confirmed"
+    else:
+        v = "inconclusive"
+    return {"verdict": v, "mean": m, "sd": sd, "per_seed": [float(x) for x in np.asarray(values, dtype=np.float64)],
+            "test": f"mean {'>' if above else '<'} {threshold:g} by more than one sd over seeds"}
+
+
+def _worst(*verdicts: str) -> str:
+    order = ("not confirmed", "inconclusive", "confirmed")
+    return min(verdicts, key=order.index)
+
+
+def _final(h, col) -> float:
+    return _tail(h, col)[0]
+
+
+def check_claims_across_seeds(per_seed: Sequence[dict]) -> dict:
+    """The thesis claims (§7.4) and the issue-14 target judged over several seeds.
+
+    ``per_seed``: one results dict per seed (:func:`combine_experiment_results`), each with the
+    spiral and the cartesian model.  Every quantity is computed per seed as in :func:`check_claims`
+    ("final" = mean over the last :data:`TAIL` epochs; ratio = E_cartesian / E_spiral, off-grid) and
+    then summarised as mean ± sample sd over the seeds; :func:`_judge` gives each test's verdict,
+    and a claim with several tests takes the worst.  Returns ``{"seeds", "claims", "target",
+    "table"}`` where ``table[exp][model][column] = (mean, sd)`` of the final values."""
+    per_seed = list(per_seed)
+    if not per_seed:
+        raise ParameterError("per_seed must hold at least one results dict")
+    exps = [e for e in EXPERIMENTS if all(e in r["experiments"] and {"spiral", "cartesian"} <= set(r["experiments"][e])
+                                          for r in per_seed)]
+    if not exps:
+        raise ParameterError("no experiment has spiral and cartesian runs in every seed")
+
+    def ratio(r, e, epoch=None):
+        c, s = r["experiments"][e]["cartesian"], r["experiments"][e]["spiral"]
+        if epoch is not None:
+            return float(c["equivariance"][epoch] / s["equivariance"][epoch])
+        return _final(c, "equivariance") / _final(s, "equivariance")
+
+    def snr_diff(r, e):  # spiral minus cartesian, final SNR_out (dB)
+        pm = r["experiments"][e]
+        return _final(pm["spiral"], "val_snr_out_db") - _final(pm["cartesian"], "val_snr_out_db")
+
+    claims = []
+    t1 = {e: _judge([ratio(r, e, 1) for r in per_seed], 2.0) for e in exps}
+    t0 = {e: _judge([ratio(r, e, 0) for r in per_seed], 2.0) for e in exps}
+    claims.append({"claim": "spiral nearly equivariant from the start (E_cart/E_spiral > 2 after epoch 1)",
+                   "verdict": _worst(*(t["verdict"] for t in t1.values())),
+                   "verdict_epoch0": _worst(*(t["verdict"] for t in t0.values())),
+                   "tests": {"epoch1": t1, "epoch0": t0}})
+    if "snr4" in exps:
+        fin = [ratio(r, "snr4") for r in per_seed]
+        below1 = [ratio(r, "snr4", 1) - ratio(r, "snr4") for r in per_seed]
+        a, b = _judge(fin, 1.5, above=False), _judge(below1, 0.0)
+        claims.append({"claim": "cartesian catches up in equivariance at SNR 1/4 (final ratio < 1.5, below its epoch-1 ratio)",
+                       "verdict": _worst(a["verdict"], b["verdict"]),
+                       "tests": {"ratio_final": a, "ratio_epoch1_minus_final": b}})
+    if "snr64" in exps:
+        fin = [ratio(r, "snr64") for r in per_seed]
+        tests = {"ratio_final": _judge(fin, 1.5)}
+        if "snr4" in exps:
+            tests["ratio_final_minus_snr4"] = _judge([ratio(r, "snr64") - ratio(r, "snr4") for r in per_seed], 0.0)
+        claims.append({"claim": "cartesian does not catch up at SNR 1/64 (final ratio > 1.5 and > the SNR-1/4 ratio)",
+                       "verdict": _worst(*(t["verdict"] for t in tests.values())), "tests": tests})
+        d = _judge([-snr_diff(r, "snr64") for r in per_seed], 0.0, above=False)
+        gap = _judge([_overfit(r["experiments"]["snr64"]["cartesian"]) - _overfit(r["experiments"]["snr64"]["spiral"])
+                      for r in per_seed], 0.0)
+        # either test suffices ("or")
+        vs = (d["verdict"], gap["verdict"])
+        v = "confirmed" if "confirmed" in vs else "not confirmed" if vs == ("not confirmed",) * 2 else "inconclusive"
+        claims.append({"claim": "cartesian slightly lower fidelity or more overfitting at SNR 1/64 "
+                                "(SNR_out cart − spiral < 0, or a larger val − train gap)",
+                       "verdict": v, "tests": {"snr_out_cart_minus_spiral_db": d, "gap_cart_minus_spiral": gap}})
+    if "snr64" in exps and "snr64_aug" in exps:
+        a = _judge([ratio(r, "snr64") - ratio(r, "snr64_aug") for r in per_seed], 0.0)
+        b = _judge([ratio(r, "snr64_aug") for r in per_seed], 1.0)
+        claims.append({"claim": "rotation augmentation narrows but does not close the gap at SNR 1/64",
+                       "verdict": _worst(a["verdict"], b["verdict"]),
+                       "tests": {"ratio_no_aug_minus_aug": a, "ratio_aug": b}})
+    target = {}
+    for e in ("snr4", "snr64"):
+        if e in exps:
+            a = _judge([ratio(r, e) for r in per_seed], 2.0)
+            b = _judge([snr_diff(r, e) for r in per_seed], 0.0)
+            # the target is "at least": equality counts as met
+            target[e] = {"verdict": {"confirmed": "met", "not confirmed": "not met"}.get(_worst(a["verdict"], b["verdict"]),
+                                                                                        "inconclusive"),
+                         "ratio_cart_over_spiral": a, "snr_out_spiral_minus_cart_db": b}
+    cols = ("val_snr_out_db", "equivariance", "equivariance_grid", "equivariance_reference", "val_loss")
+    table = {e: {m: {**{c: _spread([_final(r["experiments"][e][m], c) for r in per_seed]) for c in cols
+                        if c in r0m},
+                     "equivariance_epoch0": _spread([float(r["experiments"][e][m]["equivariance"][0]) for r in per_seed])}
+                 for m, r0m in per_seed[0]["experiments"][e].items()
+                 if all(m in r["experiments"][e] for r in per_seed)}
+             for e in exps}
+    return {"seeds": [int(r["seed"]) for r in per_seed], "claims": claims, "target": target, "table": table}
+
+
+def write_seed_summary(per_seed: Sequence[dict], out, *, extra: dict | None = None) -> dict:
+    """Judge ``per_seed`` (:func:`check_claims_across_seeds`) and write ``summary.json`` (config,
+    the across-seed claims and target, the per-seed claims, ``extra`` e.g. wall times) and
+    ``fig_<experiment>.png`` (mean and min–max band over the seeds) into ``out``.  Returns the summary."""
+    from .io.atomic import atomic_path
+    from .io.jsonutil import json_default
+    from .metrics.plots import plot_seed_histories
+
+    per_seed = list(per_seed)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    agg = check_claims_across_seeds(per_seed)
+    summary = {"config": per_seed[0]["config"], "models": per_seed[0]["models"], **agg,
+               "per_seed_claims": {int(r["seed"]): r.get("claims") or check_claims(r) for r in per_seed},
+               **(extra or {})}
+    with atomic_path(out / "summary.json", force=True) as tmp:
+        tmp.write_text(json.dumps(summary, indent=2, default=json_default, allow_nan=True))
+    cfg = per_seed[0]["config"]
+    for e in agg["table"]:
+        hs = {m: [r["experiments"][e][m] for r in per_seed] for m in agg["table"][e]}
+        plot_seed_histories(hs, out / f"fig_{e}.png", force=True, title=(
+            f"{EXPERIMENTS[e]['label']} — 70S ribosome, box {cfg['box']}, {cfg['n_particles']} particles, depth "
+            f"{cfg['depth']} width {cfg['width']}, {len(per_seed)} seeds, networks predict the {cfg.get('target', 'signal')}"))
+    return summary
+
+
+def format_seed_table(summary: dict) -> str:
+    """The stdout table of :func:`write_seed_summary`: final values as mean ± sd over seeds, then the
+    verdicts."""
+    n = len(summary["seeds"])
+    lines = [f"{n} seeds ({', '.join(map(str, summary['seeds']))}); mean ± sd over seeds of the last-{TAIL}-epoch means",
+             f"{'experiment':<11}{'model':<11}{'SNRout dB':>16}{'E0 off':>16}{'E off':>16}{'E grid':>16}{'iso-ref':>9}"]
+
+    def f(ms, d=3):
+        return f"{ms[0]:.{d}f} ± {ms[1]:.{d}f}"
+
+    for e, pm in summary["table"].items():
+        for m, t in pm.items():
+            lines.append(f"{e:<11}{m:<11}{f(t['val_snr_out_db'], 2):>16}{f(t['equivariance_epoch0']):>16}"
+                         f"{f(t['equivariance']):>16}{f(t['equivariance_grid']):>16}"
+                         f"{t.get('equivariance_reference', (float('nan'), 0))[0]:>9.4f}")
+    for c in summary["claims"]:
+        extra = f" (epoch 0: {c['verdict_epoch0']})" if "verdict_epoch0" in c else ""
+        tests = "; ".join(f"{k} {v['mean']:.3g} ± {v['sd']:.2g}" for k, v in c["tests"].items() if "mean" in v)
+        if not tests:  # claim 1: one test per experiment and epoch
+            tests = "; ".join(f"{ep} {e} {v['mean']:.2f} ± {v['sd']:.2f}" for ep, per in c["tests"].items()
+                              for e, v in per.items())
+        lines.append(f"- {c['claim']}: {c['verdict']}{extra} [{tests}]")
+    for e, t in summary.get("target", {}).items():
+        a, b = t["ratio_cart_over_spiral"], t["snr_out_spiral_minus_cart_db"]
+        lines.append(f"- target {e} (E_cart/E_spiral >= 2 and SNR_out spiral >= cartesian): {t['verdict']} "
+                     f"[ratio {a['mean']:.2f} ± {a['sd']:.2f}; SNR_out spiral − cart {b['mean']:+.2f} ± {b['sd']:.2f} dB]")
+    return "\n".join(lines)
 
 # ---------------------------------------------------------------------------------------------
 # evaluating explanations against ground truth (spec saliency_evaluation.md; cli evaluate explanations)

@@ -11,7 +11,7 @@ unless ``force``.  matplotlib is imported only when a figure is drawn.
 """
 from __future__ import annotations
 
-__all__ = ["plot_frc", "plot_equivariance", "plot_training_histories"]
+__all__ = ["plot_frc", "plot_equivariance", "plot_training_histories", "plot_seed_histories"]
 
 
 def _pyplot():
@@ -116,6 +116,49 @@ def plot_training_histories(histories: dict, path, *, title: str = "", force: bo
     axes[1].set(xlabel="epoch", ylabel="MSE (normalised units)", title="loss", yscale="log")
     axes[2].set(xlabel="epoch", ylabel="equivariance error E", yscale="log",
                 title="equivariance (values < 1e-3 drawn at 1e-3)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    _save(fig, path, force)
+    return path
+
+
+def plot_seed_histories(histories: dict, path, *, title: str = "", force: bool = False):
+    """PNG of per-epoch histories of several models over several seeds (the ``medium`` experiments).
+
+    ``histories``: ``{model name: [history of seed 1, history of seed 2, ...]}``, each history a
+    ``{column: (E,) array}`` as for :func:`plot_training_histories`.  Each curve is the mean over
+    seeds; the shaded band spans the seeds' minimum to maximum.  Two panels: validation SNR_out and
+    the equivariance error (off-grid solid, 90/180/270° dotted), with the isotropic-blur reference.
+    """
+    import numpy as np
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 3.8), dpi=110)
+    ref = None
+    for name, hs in histories.items():
+        st = _HISTORY_STYLE.get(name, {})
+        ep = np.asarray(hs[0]["epoch"])
+        n = len(hs)
+        for ax, col, ls, lab, floor in ((axes[0], "val_snr_out_db", "-", "", None),
+                                        (axes[1], "equivariance", "-", " off-grid", 1e-3),
+                                        (axes[1], "equivariance_grid", ":", " 90/180/270°", 1e-3)):
+            v = np.stack([np.asarray(h[col], dtype=np.float64) for h in hs])
+            if floor is not None:
+                v = np.maximum(v, floor)
+            ax.plot(ep, v.mean(0), marker="o" if ls == "-" else "s", ms=3, label=f"{name}{lab} (mean of {n})",
+                    **dict(st, ls=ls))
+            ax.fill_between(ep, v.min(0), v.max(0), alpha=0.18 if ls == "-" else 0.08, color=st.get("color"))
+        if ref is None and "equivariance_reference" in hs[0]:
+            ref = float(np.mean([h["equivariance_reference"][0] for h in hs]))
+    if ref is not None:
+        axes[1].axhline(ref, color="0.5", lw=1, ls="-.", label="isotropic-blur reference")
+    axes[0].set(xlabel="epoch", ylabel="validation SNR_out (dB, disc)", title="denoising score (band: min-max over seeds)")
+    axes[1].set(xlabel="epoch", ylabel="equivariance error E", yscale="log",
+                title="equivariance (band: min-max over seeds)")
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)

@@ -136,3 +136,59 @@ def test_epoch0_models_matched_and_output_bias_explains_old_inversion(shared_dat
     assert sp0 > 4 * sp1 and ca0 > 3 * ca1
     # ... so a bias-free spiral against a biased cartesian reverses the order, as in the old run
     assert sp0 > ca1
+
+
+def _seed(seed, scale=1.0, snr64_cart=(0, 3)):
+    """One seed's results: thesis-like histories, the cartesian's final E scaled by ``scale``."""
+    return {"seed": seed, "config": dict(B.CONFIGS["tiny"]), "models": {"spiral": {}, "cartesian": {}}, "sim": {}, "experiments": {
+        "snr4": {"spiral": _hist(0.02, 0.03), "cartesian": _hist(0.5, 0.035 * scale)},
+        "snr64": {"spiral": _hist(0.02, 0.05), "cartesian": _hist(0.5, 0.2 * scale, snr=snr64_cart, val=(1, 0.5))},
+        "snr64_aug": {"spiral": _hist(0.02, 0.05), "cartesian": _hist(0.5, 0.1 * scale)}}}
+
+
+def test_claims_across_seeds_use_the_spread_over_seeds():
+    consistent = B.check_claims_across_seeds([_seed(0, 1.0), _seed(1, 1.05), _seed(2, 0.95)])
+    assert [c["verdict"] for c in consistent["claims"]] == ["confirmed"] * 5
+    assert consistent["claims"][0]["verdict_epoch0"] == "confirmed"
+    t = consistent["claims"][2]["tests"]["ratio_final"]
+    assert len(t["per_seed"]) == 3
+    np.testing.assert_allclose(t["mean"], np.mean(t["per_seed"]))
+    np.testing.assert_allclose(t["sd"], np.std(t["per_seed"], ddof=1))
+    # SNR 1/64: ratio 4 ± 0.2 and the spiral's SNR_out 2 dB above: the target is met; SNR 1/4: ratio 1.17
+    assert consistent["target"]["snr64"]["verdict"] == "met"
+    assert consistent["target"]["snr4"]["verdict"] == "not met"
+    m, sd = consistent["table"]["snr64"]["cartesian"]["val_snr_out_db"]
+    assert abs(m - 3.0) < 1e-3 and sd < 1e-9
+
+
+def test_claims_across_seeds_inconclusive_when_seeds_disagree():
+    # seed 1 has the cartesian as equivariant as the spiral at SNR 1/64: the spread covers 1.5
+    res = B.check_claims_across_seeds([_seed(0, 1.0), _seed(1, 0.25), _seed(2, 1.0)])
+    claim = next(c for c in res["claims"] if c["claim"].startswith("cartesian does not catch up"))
+    assert claim["tests"]["ratio_final"]["verdict"] == "inconclusive"
+    assert claim["verdict"] in ("inconclusive", "not confirmed")
+
+
+def test_combine_experiment_results_refuses_mismatched_parts():
+    import pytest
+
+    from cryoxplain.errors import ParameterError
+
+    a, b = _seed(0), _seed(0)
+    a["experiments"] = {"snr4": a["experiments"]["snr4"]}
+    b["experiments"] = {"snr64": b["experiments"]["snr64"]}
+    both = B.combine_experiment_results([b, a])
+    assert list(both["experiments"]) == ["snr4", "snr64"] and both["claims"]
+    with pytest.raises(ParameterError, match="seed"):
+        B.combine_experiment_results([a, _seed(1)])
+    with pytest.raises(ParameterError, match="more than one"):
+        B.combine_experiment_results([a, a])
+
+
+def test_seed_summary_written(tmp_path):
+    s = B.write_seed_summary([_seed(0), _seed(1, 1.1)], tmp_path)
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    assert on_disk["seeds"] == [0, 1] and on_disk["claims"][0]["verdict"] == s["claims"][0]["verdict"]
+    assert sorted(p.name for p in tmp_path.glob("fig_*.png")) == ["fig_snr4.png", "fig_snr64.png", "fig_snr64_aug.png"]
+    text = B.format_seed_table(s)
+    assert "2 seeds" in text and "target snr64" in text
