@@ -2,7 +2,9 @@
 
 As shipped the toy's images hold one structure on pure noise, which leaves too few keypoints
 (the degenerate case of §6.8); with a fixed distractor blob added to every image of both
-classes the SIFT path localises the evidence like the pixel plugin does.
+classes the SIFT path localises the evidence like the pixel plugin does.  The model is trained with
+the toy's recipe (ablation_toy.fit_toy); the numbers are one trained model's (docs/sift_ablation.md,
+"A trained toy", has other seeds and benchmarks/sift_trained_toy.py measures them).
 """
 import numpy as np
 import pytest
