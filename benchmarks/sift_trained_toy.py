@@ -21,12 +21,19 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "plugins"))
 
-from ablation_toy import DISC_CENTRE, DISC_RADIUS, TinyCNN, fit_toy, make_images, training_set  # noqa: E402
+from ablation_toy import (
+    DISC_CENTRE,
+    DISC_RADIUS,
+    TinyCNN,
+    fit_toy,
+    make_images,
+    training_set,
+)
+from cryoxplain_plugins.ablation_path import AblationPath
+from cryoxplain_plugins.sift_ablation import SiftAblation
 
-from cryoxplain.explain.targets import ClassLogit  # noqa: E402
-from cryoxplain.testing import fit_toy_classifier  # noqa: E402
-from cryoxplain_plugins.ablation_path import AblationPath  # noqa: E402
-from cryoxplain_plugins.sift_ablation import SiftAblation  # noqa: E402
+from cryoxplain.explain.targets import ClassLogit
+from cryoxplain.testing import fit_toy_classifier
 
 
 def with_distractor(imgs: np.ndarray) -> np.ndarray:

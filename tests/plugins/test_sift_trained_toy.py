@@ -30,7 +30,6 @@ def _in_disc(r, c, dilate=2.0):
 @pytest.mark.slow
 def test_shipped_toy_is_degenerate():
     from ablation_toy import train_toy
-
     from cryoxplain_plugins.sift_ablation import SiftAblation
 
     model, pos, _ = train_toy()
@@ -71,7 +70,6 @@ def test_toy_recipe_draws_minibatches_from_the_initialising_stream():
 @pytest.mark.slow
 def test_modified_toy_localises_the_evidence():
     from ablation_toy import fit_toy, make_images, training_set
-
     from cryoxplain_plugins.ablation_path import AblationPath
     from cryoxplain_plugins.sift_ablation import SiftAblation
 
