@@ -129,15 +129,21 @@ TOY_SPECS = (TOY_DENOISER, TOY_CLASSIFIER, TOY_BLUR)
 
 
 def fit_toy_classifier(model: nn.Module, images, labels, *, steps: int = 150, batch_size: int = 64,
-                       lr: float = 3e-3, seed: int = 0) -> nn.Module:
+                       lr: float = 3e-3, seed: int | None = 0) -> nn.Module:
     """Train a toy classifier for a few Adam steps on in-memory ``images`` ``(N, H, W)`` and integer
     ``labels`` ``(N,)`` (cross-entropy, minibatches drawn with ``seed``).  Returns the model in eval
     mode with frozen parameters — what tests and benchmarks of explainers need.  Not a training
     pipeline: real models are trained with :mod:`cryoxplain.training`.
+
+    ``seed=None`` leaves torch's global generator as the caller left it: the minibatch draws then
+    continue the stream that initialised ``model`` (``torch.manual_seed(s)``, build the model,
+    train), which is the recipe of the ablation toy and of the ``sift_ablation`` spec §11.5.3.
+    An integer re-seeds after the model was built, so it trains on different minibatches.
     """
     import numpy as np
 
-    torch.manual_seed(int(seed))
+    if seed is not None:
+        torch.manual_seed(int(seed))
     x = torch.as_tensor(np.asarray(images, dtype=np.float32))[:, None]
     y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
     opt = torch.optim.Adam(model.parameters(), lr=lr)
