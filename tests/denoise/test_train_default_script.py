@@ -48,3 +48,11 @@ def test_two_tiny_runs_are_byte_identical(tmp_path, shared_data):
     mod.main(tiny + ["-o", str(tmp_path / "b.safetensors")])  # simulates again: data and training both checked
     assert mod.compare_models(tmp_path / "a.safetensors", tmp_path / "b.safetensors") is None
     assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
+
+
+def test_added_metadata_rule():
+    mod = _script()
+    old = {"a": 1, "t": {"final": {"x": 2.0}}}
+    assert mod._added_keys(old, {"a": 1, "t": {"final": {"x": 2.0, "y": 3}}}) == ["t.final.y"]
+    assert mod._added_keys(old, {"a": 1, "t": {"final": {"x": 2.5, "y": 3}}}) is None  # a changed value
+    assert mod._added_keys(old, {"t": {"final": {"x": 2.0}}}) is None  # a removed key
