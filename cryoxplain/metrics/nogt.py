@@ -205,9 +205,13 @@ def region_snr(signal_regions, background_regions) -> dict:
 
     ``signal_regions``, ``background_regions``: sequences of 1-D arrays (the pixel values of each
     region, e.g. a disc on a particle and a disc on nearby empty ice).  For pair ``i``, with
-    ``μ_b, v_b`` the background region's mean and variance, the signal is ``s = x_s − μ_b`` with
-    mean ``μ_s``; ``SNR = 10·log10( (1/N) Σ_i μ_s,i² / v_b,i )`` dB.  Returns ``snr_db``, ``snr``
-    (linear), ``n_regions``.
+    ``μ_b, v_b`` the background region's mean and population variance (ddof 0), the signal is
+    ``s = x_s − μ_b`` with mean ``μ_s``; ``SNR = 10·log10( (1/N) Σ_i μ_s,i² / v_b,i )`` dB: the
+    per-pair ratios are averaged linearly before the log (the signal region's own variance does
+    not enter; invariant to a·x + b).  Pairs whose background has < 2 pixels or zero variance are
+    skipped.  Returns ``snr_db``, ``snr`` (linear), ``n_regions``.  The averaging order and ddof are
+    pinned by ``tests/metrics/test_nogt.py::test_region_snr_exact_definition`` (docs/metrics.md
+    says what of this could be checked against the paper).
     """
     sig, bg = list(signal_regions), list(background_regions)
     if len(sig) != len(bg) or not sig:

@@ -179,3 +179,27 @@ def test_every_method_records_the_blind_spot_validation_loss():
         assert np.all(np.asarray(h["val_contrast_sign"]) > 0)  # a ReLU net with batch norm is not odd
     h = train_denoiser(noisy, clean=clean, arch="cartesian", arch_config=SMALL, epochs=1, **KW).history
     assert np.all(np.asarray(h["val_contrast_sign"]) < 1e-6)  # new nets are odd by construction (F(−x) = −F(x))
+
+
+def test_finetune_freezes_batchnorm_statistics(tmp_path):
+    """With init= the batch-norm layers stay in eval mode (running statistics kept, affine weights
+    trained): re-estimating the statistics on one homogeneous stack is what made fine-tuning lose
+    dB (docs/train.md).  freeze_bn=False restores training-mode batch norm."""
+    base = _base_model(tmp_path)
+    noisy, _ = blobs(24, 16, noise=0.6, seed=3)
+    net0, _ = load_model(base)
+    sd0 = net0.state_dict()
+    kw = dict(KW, method="masked", init=base, epochs=1, seed=2, lr=1e-2)
+    res = train_denoiser(noisy, out=tmp_path / "ft.safetensors", **kw)
+    sd = res.model.state_dict()
+    running = [k for k in sd if "running" in k]
+    assert running
+    for k in running:
+        assert torch.equal(sd[k], sd0[k]), k  # statistics untouched
+    bn_w = [k for k in sd if k.endswith(".weight") and sd[k].ndim == 1]
+    assert any(not torch.equal(sd[k], sd0[k]) for k in bn_w)  # the affine weights did train
+    assert load_model(tmp_path / "ft.safetensors")[1].training["settings"]["freeze_bn"] is True
+    res.model.train()
+    assert not any(m.training for m in res.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
+    free = train_denoiser(noisy, freeze_bn=False, **kw)
+    assert any(not torch.equal(free.model.state_dict()[k], sd0[k]) for k in running)

@@ -133,6 +133,27 @@ def test_region_snr_planted():
     assert region_snr([np.ones(4)], [np.zeros(4)])["n_regions"] == 0  # zero-variance background: skipped
 
 
+def test_region_snr_exact_definition():
+    """Pins the definition (docs/metrics.md): per pair μ_s²/v_b with v_b the population variance
+    (ddof 0) of the background region and μ_s = mean(signal) − mean(background); averaged
+    linearly over the pairs, then 10·log10.  Not the mean of per-pair dB, not ΣN μ_s²/Σ v_b; the
+    signal region's own variance and the sign of μ_s (protein dark) do not enter."""
+    bg1 = np.tile([4.0, 6.0], 50)  # mean 5, population variance 1 (sample variance would be 1.0101)
+    bg2 = np.tile([-2.0, 2.0], 50)  # mean 0, population variance 4
+    sig1 = 6.0 + np.tile([-3.0, 3.0], 20)  # μ_s = +1 (its own variance 9 must not matter): ratio 1
+    sig2 = -math.sqrt(12.0) + np.zeros(30)  # μ_s = −√12 (dark): ratio 12/4 = 3
+    r = region_snr([sig1, sig2], [bg1, bg2])
+    assert r["n_regions"] == 2
+    assert r["snr"] == pytest.approx(2.0, rel=1e-12)
+    assert r["snr_db"] == pytest.approx(10 * math.log10(2.0), abs=1e-9)  # 3.0103 dB
+    # the alternatives it is not: mean of dB 2.386, pooled (1 + 12) / (1 + 4) → 4.150 dB
+    assert abs(r["snr_db"] - (0 + 10 * math.log10(3)) / 2) > 0.5
+    assert abs(r["snr_db"] - 10 * math.log10(13 / 5)) > 0.5
+    # scale- and offset-invariant: the same for a·x + b on both regions (a raw vs a normalised micrograph)
+    r2 = region_snr([3 * sig1 - 7, 3 * sig2 - 7], [3 * bg1 - 7, 3 * bg2 - 7])
+    assert r2["snr_db"] == pytest.approx(r["snr_db"], abs=1e-9)
+
+
 def test_gaussian_lowpass_zero_is_identity():
     x = white(2)
     assert torch.equal(gaussian_lowpass(0.0)(x), x)
