@@ -257,6 +257,9 @@ def c4_table(design, names, settings, n_test, n_train, epochs, n_offgrid, *, sav
         runs = [(m, m, settings.get(m, {})) for m in names]
         if "blur_ig" in names:  # the periodic blur border commutes with rot90 about N//2 (plugins/blur_ig.py)
             runs.append(("blur_ig[border=periodic]", "blur_ig", {**settings.get("blur_ig", {}), "border": "periodic"}))
+        if "sift_ablation" in names:  # likewise its Gaussian scale space (plugins/sift_ablation)
+            runs.append(("sift_ablation[border=periodic]", "sift_ablation",
+                         {**settings.get("sift_ablation", {}), "border": "periodic"}))
         for m, plugin, prm in runs:
             t1 = time.perf_counter()
             try:

@@ -66,3 +66,14 @@ def test_blur_ig_zero_border_is_not_exact_on_an_even_box():
     e = explanation_equivariance(create_explainer("blur_ig", steps=8, max_gap=1e9), _model("c4"), _x(), "class:1",
                                  angles=[90.0], model_metric=False)
     assert e.grid[90.0] > 1e-3
+
+
+def test_c4_classifier_round_trips_through_a_model_file(tmp_path):
+    from cryoxplain.models.registry import load_model, save_model
+
+    m, x = _model("c4"), _x()
+    save_model(tmp_path / "c4.safetensors", m, "classifier", m.config())
+    m2, _ = load_model(tmp_path / "c4.safetensors")
+    assert m2.config()["symmetry"] == "c4"
+    with torch.no_grad():
+        assert torch.allclose(m2(x), m(x))
