@@ -5,6 +5,12 @@
     # the D1/D2 tables in docs/ (CPU; each 25–30 min incl. simulation and training on 2 loaded cores):
     python benchmarks/explanation_evaluation.py --trained-only --d2 --cheap --n-test 24 --n-train 300 --epochs 8 --n-subsets 50
     python benchmarks/explanation_evaluation.py --trained-only --d1 --cheap --n-test 12 --n-train 500 --epochs 24 --n-subsets 30
+    # D1 at the spec's training size, every explainer (cheap), no E_expl/sanity (cost; n_test sized to the time box):
+    python benchmarks/explanation_evaluation.py --trained-only --d1 --cheap --n-test 30 --n-train 1000 --epochs 12 \
+        --n-subsets 30 --no-sanity --no-equivariance --save-models models/
+    # E_expl on a C4-invariant classifier (classifier symmetry=c4) beside the ordinary one (D2):
+    python benchmarks/explanation_evaluation.py --c4 --c4-design d2 --c4-n-test 3 --c4-n-train 300 --c4-epochs 16 \
+        --n-offgrid 4 --cheap --save-models models/ --reuse-models
 
 Writes one methods × metrics table per design to ``docs/benchmarks-explanation-evaluation.md``
 (``--out``).  Designs (spec shared/specs/saliency_evaluation.md §6, cryoxplain.sim.groundtruth):
@@ -22,6 +28,10 @@ Writes one methods × metrics table per design to ``docs/benchmarks-explanation-
 ``--trained-only`` runs only D1/D2 and replaces each one's block in ``--out`` (between the
 ``<!-- trained design d1/d2 -->`` markers), leaving the P1/D3a tables of the default run as they are.
 ``--cheap`` uses :data:`CHEAP` for every installed explainer (ablation paths included) on D1/D2.
+``--c4`` trains (or with ``--reuse-models`` loads) the ordinary and the C4-invariant classifier
+(``symmetry="c4"``: group averaging over the four quarter turns) on ``--c4-design`` and writes E_expl
+at 90/180/270° and at ``--n-offgrid`` stratified off-grid angles of every installed explainer for both,
+with each model's own invariance, into the ``c4`` block of ``--out``.
 """
 from __future__ import annotations
 
