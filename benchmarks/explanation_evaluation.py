@@ -5,6 +5,12 @@
     # the D1/D2 tables in docs/ (CPU; each 25–30 min incl. simulation and training on 2 loaded cores):
     python benchmarks/explanation_evaluation.py --trained-only --d2 --cheap --n-test 24 --n-train 300 --epochs 8 --n-subsets 50
     python benchmarks/explanation_evaluation.py --trained-only --d1 --cheap --n-test 12 --n-train 500 --epochs 24 --n-subsets 30
+    # D1 at the spec's training size, every explainer (cheap), no E_expl/sanity (cost; n_test sized to the time box):
+    python benchmarks/explanation_evaluation.py --trained-only --d1 --cheap --n-test 30 --n-train 1000 --epochs 12 \
+        --n-subsets 30 --no-sanity --no-equivariance --save-models models/
+    # E_expl on a C4-invariant classifier (classifier symmetry=c4) beside the ordinary one (D2):
+    python benchmarks/explanation_evaluation.py --c4 --c4-design d2 --c4-n-test 3 --c4-n-train 300 --c4-epochs 16 \
+        --n-offgrid 4 --cheap --save-models models/ --reuse-models
 
 Writes one methods × metrics table per design to ``docs/benchmarks-explanation-evaluation.md``
 (``--out``).  Designs (spec shared/specs/saliency_evaluation.md §6, cryoxplain.sim.groundtruth):
@@ -22,6 +28,10 @@ Writes one methods × metrics table per design to ``docs/benchmarks-explanation-
 ``--trained-only`` runs only D1/D2 and replaces each one's block in ``--out`` (between the
 ``<!-- trained design d1/d2 -->`` markers), leaving the P1/D3a tables of the default run as they are.
 ``--cheap`` uses :data:`CHEAP` for every installed explainer (ablation paths included) on D1/D2.
+``--c4`` trains (or with ``--reuse-models`` loads) the ordinary and the C4-invariant classifier
+(``symmetry="c4"``: group averaging over the four quarter turns) on ``--c4-design`` and writes E_expl
+at 90/180/270° and at ``--n-offgrid`` stratified off-grid angles of every installed explainer for both,
+with each model's own invariance, into the ``c4`` block of ``--out``.
 """
 from __future__ import annotations
 
@@ -196,6 +206,120 @@ def trained_table(design, names, n_test, n_train, epochs, n_subsets, *, settings
     return res
 
 
+def _classifier(design, d, tag, n_train, epochs, save_dir, reuse, seed, **arch):
+    """Train (or, with ``reuse``, load) the ``design`` classifier ``tag`` on ``d.train``; returns
+    ``(model, info)`` with the validation numbers."""
+    from cryoxplain.classify.train import train_classifier
+    from cryoxplain.models.registry import load_model
+
+    out = None if not save_dir else Path(save_dir) / f"{design}_{tag}.safetensors"
+    aug = "d4" if design == "d1" else "none"
+    if reuse and out is not None and out.exists():
+        net, info = load_model(out)
+        tr = dict(getattr(info, "training", None) or {})
+        return net.eval(), {"val_accuracy": tr.get("val_accuracy", math.nan), "n_val": tr.get("n_val"),
+                            "confusion": tr.get("confusion"), "epochs": tr.get("epochs"), "augment": tr.get("augment"),
+                            "n_per_class": tr.get("n_per_class"), "file": str(out), "trained_s": 0.0}
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    cls = train_classifier([d.train["A"], d.train["B"]], class_names=["A", "B"], epochs=epochs, seed=seed,
+                           augment=aug, out=out, force=True, arch_config=arch or None)
+    return cls.model.eval(), {"val_accuracy": cls.val_accuracy, "n_val": int(cls.confusion.sum()),
+                              "confusion": cls.confusion.tolist(), "epochs": epochs, "augment": aug,
+                              "n_per_class": [n_train, n_train], "file": str(out), "trained_s": time.perf_counter() - t0}
+
+
+def _logit_e(net, x, angles):
+    """The classifier's own E on the logits: ‖z(R_θx) − z(x)‖ / ‖z(x)‖ pooled over images, per angle."""
+    from cryoxplain.geometry.rotate import rotate
+
+    with torch.no_grad():
+        z0 = net(x).double()
+        return {float(t): float(torch.linalg.norm(net(rotate(x, math.radians(t))).double() - z0) / torch.linalg.norm(z0))
+                for t in angles}
+
+
+def c4_table(design, names, settings, n_test, n_train, epochs, n_offgrid, *, save_dir=None, reuse=False, seed=0):
+    """E_expl (grid angles and ``n_offgrid`` stratified off-grid angles) of every explainer in ``names``
+    on two classifiers trained on ``design``: the ordinary ``ParticleClassifier`` and the C4-invariant
+    one (``symmetry="c4"``, group averaging over the four quarter turns), with each model's own
+    invariance (agreement, KL, logit E) on the same particles and angles."""
+    from cryoxplain.explain.base import bind_target
+    from cryoxplain.imaging.normalize import normalize
+    from cryoxplain.metrics.equivariance import GRID_ANGLES_DEG, classifier_invariance, offgrid_angles
+    from cryoxplain.sim.groundtruth import shortcut_pair
+
+    t0 = time.perf_counter()
+    d = (conformation_pair if design == "d1" else shortcut_pair)(n_test=n_test, n_train=n_train)
+    x = normalize(torch.as_tensor(np.asarray(d.inputs, np.float32))[:, None])[0]
+    off = offgrid_angles(n_offgrid, seed)
+    angles = list(GRID_ANGLES_DEG) + off
+    res = {"design": design, "n_test": n_test, "offgrid": off, "models": {}, "seconds_simulate": time.perf_counter() - t0}
+    for tag, arch in (("classifier", {}), ("c4_classifier", {"symmetry": "c4"})):
+        net, info = _classifier(design, d, tag, n_train, epochs, save_dir, reuse, seed, **arch)
+        tgt = bind_target("class:1", net, x)
+        own = classifier_invariance(net, x, angles)
+        le = _logit_e(net, x, angles)
+        with torch.no_grad():
+            acc_b = float((net(x).argmax(1) == 1).double().mean())
+        rows = {}
+        runs = [(m, m, settings.get(m, {})) for m in names]
+        if "blur_ig" in names:  # the periodic blur border commutes with rot90 about N//2 (plugins/blur_ig.py)
+            runs.append(("blur_ig[border=periodic]", "blur_ig", {**settings.get("blur_ig", {}), "border": "periodic"}))
+        if "sift_ablation" in names:  # likewise its Gaussian scale space (plugins/sift_ablation)
+            runs.append(("sift_ablation[border=periodic]", "sift_ablation",
+                         {**settings.get("sift_ablation", {}), "border": "periodic"}))
+        for m, plugin, prm in runs:
+            t1 = time.perf_counter()
+            try:
+                e = explanation_equivariance(create_explainer(plugin, **prm), net, x, tgt, angles=n_offgrid,
+                                             seed=seed, model_metric=False)
+            except Exception as exc:  # record and go on: one method must not sink the table
+                print(f"  {tag} {m}: E_expl failed: {exc}", flush=True)
+                continue
+            rows[m] = {**{f"e{int(g)}": e.grid.get(float(g), math.nan) for g in GRID_ANGLES_DEG},
+                       "e_off_mean": e.offgrid_mean, "e_off_max": max(e.offgrid.values()) if e.offgrid else math.nan,
+                       "floor": float(np.mean(list(e.floor.values()))) if e.floor else math.nan,
+                       "seed_floor": math.nan if e.seed_floor is None else e.seed_floor,
+                       "seconds": time.perf_counter() - t1}
+            print(f"  {tag} {m}: grid {[round(v, 6) for v in e.grid.values()]} off {e.offgrid_mean:.3f} "
+                  f"({time.perf_counter() - t1:.0f} s)", flush=True)
+        res["models"][tag] = {"info": info, "rows": rows, "own": own, "logit_e": le, "test_accuracy_B": acc_b}
+    return res
+
+
+def c4_section(res, settings) -> list[str]:
+    off = res["offgrid"]
+    lines = [f"### E_expl on a C4-invariant classifier ({res['design'].upper()})", "",
+             f"Off-grid angles (stratified, seed 0): {', '.join(f'{a:.1f}°' for a in off)}; "
+             f"{res['n_test']} test particles (class B), target class:1, explainer settings {settings}.", ""]
+    names = {"classifier": "ordinary `classifier`", "c4_classifier": "`classifier` with `symmetry: c4`"}
+    for tag, r in res["models"].items():
+        i = r["info"]
+        own, le = r["own"], r["logit_e"]
+        og = [t for t in own if t not in off]
+        lines += [f"**{names[tag]}**: validation accuracy **{i['val_accuracy']:.3f}** on {i['n_val']} particles "
+                  f"(confusion {i['confusion']}; {i['n_per_class']} training particles per class, {i['epochs']} "
+                  f"epochs, augment `{i['augment']}`), accuracy on the test B particles {r['test_accuracy_B']:.3f}. "
+                  f"Model's own invariance — logit E on the grid {max(le[t] for t in og):.2e} (max), off the grid "
+                  f"{np.mean([le[t] for t in off]):.3f} (mean); agreement grid {min(own[t]['agreement'] for t in og):.3f} "
+                  f"(min), off-grid {np.mean([own[t]['agreement'] for t in off]):.3f}; KL grid "
+                  f"{max(own[t]['kl'] for t in og):.2e}, off-grid {np.mean([own[t]['kl'] for t in off]):.2e} nats.", "",
+                  _sci_table(r["rows"], ("e90", "e180", "e270", "e_off_mean", "e_off_max", "floor", "seed_floor",
+                                         "seconds")), ""]
+    return lines
+
+
+def _sci_table(rows, cols) -> str:
+    """Markdown table; values below 10⁻³ in scientific notation (E_expl on the grid of an invariant model)."""
+    def fmt(v):
+        return "—" if not np.isfinite(v) else f"{v:.1e}" if 0 < abs(v) < 1e-3 else f"{v:.3f}"
+    lines = ["| map | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    lines += [f"| {m} | " + " | ".join(fmt(r.get(c, math.nan)) for c in cols) + " |" for m, r in rows.items()]
+    return "\n".join(lines)
+
+
 def d1_table(names, n_test, n_train, epochs, n_subsets):  # the former entry point
     return trained_table("d1", names, n_test, n_train, epochs, n_subsets)
 
@@ -227,6 +351,21 @@ def trained_section(design, res, settings) -> list[str]:
             _ci_table(res["ci"]), ""]
 
 
+def _extras_note(a) -> str:
+    """What the footer of a D1/D2 block says about the E_expl and sanity columns."""
+    parts = [] if a.no_equivariance else ["`e_grid` = E_expl on the grid"]
+    if not a.no_sanity:
+        parts.append("`sanity_rho` = Spearman ρ after the full model-parameter randomisation cascade (lower = the "
+                     "map depends on the weights)")
+    skipped = [w for w, off in (("E_expl", a.no_equivariance), ("the randomisation cascade", a.no_sanity)) if off]
+    note = "; ".join(parts)
+    if parts:
+        note += f"; not computed (cost) for {a.light or 'none'}"
+    if skipped:
+        note += ("; " if note else "") + " and ".join(skipped) + " not computed in this run (--no-equivariance/--no-sanity)"
+    return note + "."
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="docs/benchmarks-explanation-evaluation.md")
@@ -240,6 +379,15 @@ def main(argv=None):
                     help="D1/D2: every installed explainer (ablation paths included) at the CHEAP settings")
     ap.add_argument("--methods", default="", help="comma-separated explainers for D1/D2 (default: see --cheap)")
     ap.add_argument("--no-sanity", action="store_true", help="D1/D2: skip the randomisation cascade")
+    ap.add_argument("--no-equivariance", action="store_true", help="D1/D2: skip E_expl (e_grid)")
+    ap.add_argument("--c4", action="store_true",
+                    help="E_expl of every explainer on a C4-invariant classifier (symmetry='c4') and on the "
+                         "ordinary one, trained on --c4-design; replaces the c4 block of --out")
+    ap.add_argument("--c4-design", default="d2", choices=("d1", "d2"))
+    ap.add_argument("--c4-n-test", type=int, default=4, help="--c4: particles E_expl is pooled over")
+    ap.add_argument("--c4-n-train", type=int, default=300, help="--c4: training particles per class")
+    ap.add_argument("--c4-epochs", type=int, default=8)
+    ap.add_argument("--n-offgrid", type=int, default=4, help="--c4: stratified off-grid angles")
     ap.add_argument("--save-models", default="", help="D1/D2: also write the trained classifiers to this folder "
                     "(scripts/make_sift_figures.py --model DIR/d1_classifier.safetensors)")
     ap.add_argument("--reuse-models", action="store_true", help="load DIR/<design>_classifier.safetensors of "
@@ -250,6 +398,8 @@ def main(argv=None):
     ap.add_argument("--n-train", type=int, default=1000)
     ap.add_argument("--epochs", type=int, default=12)
     a = ap.parse_args(argv)
+    if a.c4:
+        a.trained_only = True  # the c4 block replaces only itself in --out
     names = methods(a.slow_methods)
     t0 = time.perf_counter()
     parts = []
@@ -283,6 +433,16 @@ def main(argv=None):
                   "", format_table(d3, columns=cols, markdown=True), ""]
     blocks = {}
     designs = [d for d in ("d1", "d2") if getattr(a, d)]
+    if a.c4:
+        tnames = [m.strip() for m in a.methods.split(",") if m.strip()] or [p.name for p in list_plugins()]
+        settings = _params(tnames, table=CHEAP)
+        cmd = "python benchmarks/explanation_evaluation.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        print(f"C4 ({a.c4_design.upper()}) …", flush=True)
+        t1 = time.perf_counter()
+        r = c4_table(a.c4_design, tnames, settings, a.c4_n_test, a.c4_n_train, a.c4_epochs, a.n_offgrid,
+                     save_dir=a.save_models or None, reuse=a.reuse_models)
+        blocks["c4"] = "\n".join([MARK.format("c4", "begin")] + c4_section(r, settings) + [
+            f"Generated by `OMP_NUM_THREADS=1 {cmd}` (CPU, {time.perf_counter() - t1:.0f} s).", MARK.format("c4", "end")])
     if designs:
         tnames = ([m.strip() for m in a.methods.split(",") if m.strip()] if a.methods else
                   [p.name for p in list_plugins()] if a.cheap else names)
@@ -292,16 +452,15 @@ def main(argv=None):
             print(f"{dn.upper()} …", flush=True)
             t1 = time.perf_counter()
             r = trained_table(dn, tnames, a.n_test, a.n_train, a.epochs, a.n_subsets, settings=settings,
-                              sanity=not a.no_sanity, save_dir=a.save_models or None,
+                              sanity=not a.no_sanity, equivariance=not a.no_equivariance,
+                              save_dir=a.save_models or None,
                               reuse=a.reuse_models, light_methods=tuple(a.light.split(",")) if a.light else ())
             blocks[dn] = "\n".join(
                 [MARK.format(dn, "begin")]
                 + trained_section(dn, r, settings)
                 + [f"Generated by `OMP_NUM_THREADS=1 {cmd}` (CPU, {time.perf_counter() - t1:.0f} s). Explainer "
                    f"settings: {settings}; faithfulness on the class probability, zero and noise baselines, "
-                   f"MuFidelity with {a.n_subsets} subsets; `e_grid` = E_expl on the grid; `sanity_rho` = Spearman "
-                   "ρ after the full model-parameter randomisation cascade (lower = the map depends on the weights); "
-                   f"not computed (cost) for {a.light or 'none'}.",
+                   f"MuFidelity with {a.n_subsets} subsets; " + _extras_note(a),
                    MARK.format(dn, "end")])
     out = Path(a.out)
     if a.trained_only:

@@ -21,6 +21,17 @@ intensity scale, ``f(αx) ≈ f(x)``, which bends the path of Integrated Gradien
 zero baseline.  He initialisation keeps the plain network trainable.  Average pooling and ReLU
 keep gradients dense (less checkerboarding in saliency maps than max pooling).
 Trained by :func:`cryoxplain.classify.train_classifier`.
+
+``symmetry="c4"`` makes the classifier *exactly* invariant to quarter turns by group averaging:
+the logits are the mean of the plain network's logits over the four turns
+:func:`cryoxplain.geometry.rotate.rot90` of the input (``f(x) = ¼ Σ_k g(R^k x)``).  ``rot90`` is the
+package's quarter turn (a periodic pixel permutation about ``N // 2``, the same one the
+equivariance metrics use), so ``f(R x) = f(x)`` holds to rounding for every weight setting, trained
+or not.  Group averaging was chosen over a C4-symmetrised backbone (rotated-filter convolutions)
+because it keeps the architecture, its parameters and its training unchanged, works with any
+pooling/flattening head, and is exact by construction; the price is 4× the compute per image.
+Square particles only.  Off the grid (θ not a multiple of 90°) the model is only as invariant as
+it has learnt to be.
 """
 from __future__ import annotations
 
@@ -31,7 +42,9 @@ from ..errors import ParameterError
 from .protocol import ModelBase
 from .registry import ArchitectureSpec
 
-DEFAULT_CONFIG = {"n_classes": 2, "width": 16, "depth": 3, "image_shape": [64, 64]}
+DEFAULT_CONFIG = {"n_classes": 2, "width": 16, "depth": 3, "image_shape": [64, 64], "symmetry": "none"}
+#: ``symmetry`` values: no constraint, or exact invariance to the four quarter turns (group averaging)
+SYMMETRIES = ("none", "c4")
 
 
 class ParticleClassifier(ModelBase):
@@ -39,7 +52,8 @@ class ParticleClassifier(ModelBase):
 
     task = "classify"
 
-    def __init__(self, n_classes: int = 2, width: int = 16, depth: int = 3, image_shape=(64, 64)):
+    def __init__(self, n_classes: int = 2, width: int = 16, depth: int = 3, image_shape=(64, 64),
+                 symmetry: str = "none"):
         super().__init__()
         n_classes, width, depth = int(n_classes), int(width), int(depth)
         h, w = (int(v) for v in image_shape)
@@ -50,7 +64,11 @@ class ParticleClassifier(ModelBase):
         if min(h, w) < 2 ** depth:
             raise ParameterError(f"classifier: {w}×{h} particles are too small for depth {depth} "
                                  f"(need at least {2 ** depth} px); use a smaller depth")
-        self.n_classes, self.width, self.depth = n_classes, width, depth
+        if symmetry not in SYMMETRIES:
+            raise ParameterError(f"classifier: symmetry must be one of {', '.join(SYMMETRIES)}, got {symmetry!r}")
+        if symmetry == "c4" and h != w:
+            raise ParameterError(f"classifier: symmetry='c4' needs square particles, got {w}×{h}")
+        self.n_classes, self.width, self.depth, self.symmetry = n_classes, width, depth, symmetry
         #: the particle size the classifier accepts (callers check it)
         self.input_shape = (h, w)
         layers: list[nn.Module] = []
@@ -68,18 +86,26 @@ class ParticleClassifier(ModelBase):
 
     def config(self) -> dict:
         return {"n_classes": self.n_classes, "width": self.width, "depth": self.depth,
-                "image_shape": list(self.input_shape)}
+                "image_shape": list(self.input_shape), "symmetry": self.symmetry}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != 1 or tuple(x.shape[-2:]) != self.input_shape:
             raise ValueError(f"expected a (B, 1, {self.input_shape[0]}, {self.input_shape[1]}) tensor, got {tuple(x.shape)}")
+        if self.symmetry == "c4":  # group averaging over the four quarter turns (see the module docstring)
+            from ..geometry.rotate import rot90
+
+            b = x.shape[0]
+            z = torch.cat([x] + [rot90(x, k) for k in (1, 2, 3)])
+            return self.head(self.features(z).flatten(1)).view(4, b, -1).mean(0)
         return self.head(self.features(x).flatten(1))
 
 
 def build_classifier(n_classes: int = DEFAULT_CONFIG["n_classes"], width: int = DEFAULT_CONFIG["width"],
-                     depth: int = DEFAULT_CONFIG["depth"], image_shape=tuple(DEFAULT_CONFIG["image_shape"])) -> ParticleClassifier:
+                     depth: int = DEFAULT_CONFIG["depth"], image_shape=tuple(DEFAULT_CONFIG["image_shape"]),
+                     symmetry: str = DEFAULT_CONFIG["symmetry"]) -> ParticleClassifier:
     """Factory used by :func:`cryoxplain.models.build_model` (``arch="classifier"``)."""
-    return ParticleClassifier(n_classes=n_classes, width=width, depth=depth, image_shape=image_shape)
+    return ParticleClassifier(n_classes=n_classes, width=width, depth=depth, image_shape=image_shape,
+                              symmetry=symmetry)
 
 
 #: the ``classifier`` architecture (entry point ``cryoxplain.architectures``)
