@@ -2,7 +2,7 @@
 
 Completeness error: ``|Σ A − (f(x) − f(baseline))| / |f(x) − f(baseline)|`` per image
 (benchmarks/path_accuracy.py prints it for every rule and step count; the numbers in the comments
-are its ``--models toys`` run, docs/benchmarks-explainers.md).  Toy models and images are seeded
+are its ``--models toys --steps 50 100`` run, docs/benchmarks-explainers.md).  Toy models and images are seeded
 and tiny (16×16), so these tests are deterministic and take well under a second each.
 """
 from __future__ import annotations
