@@ -2,8 +2,10 @@
 
 The shipped default denoiser with the centre-pixel target and the default ParticleClassifier
 (untrained, class 0) on one 64×64 image; PAIR at its defaults (σ_max = 50, 100 steps) with
-``batch_size`` 1 (its default) and 64, ours with PAIR's discretisation (``riemann_left``,
-``finite_difference``) and at our defaults.  Repetitions are interleaved; medians are printed.
+``batch_size`` 1 (its default) and 64, ours with PAIR's discretisation (``max_sigma=50``,
+``riemann_left``, ``finite_difference``) and at our defaults (σ_max = min(H, W)/4: a shorter
+path, so a different map).  ``benchmarks/explainers.py`` makes the same comparison with the
+spread over the rounds.  Repetitions are interleaved; medians are printed.
 
 Usage::
 
@@ -57,7 +59,7 @@ def main(argv=None):
             "PAIR, batch_size=1": lambda: PairBlurIG().GetMask(x[0].permute(1, 2, 0).numpy(), cmf, batch_size=1)[..., 0],
             "PAIR, batch_size=64": lambda: PairBlurIG().GetMask(x[0].permute(1, 2, 0).numpy(), cmf, batch_size=64)[..., 0],
             "ours, PAIR's discretisation": lambda: create_explainer(
-                "blur_ig", rule="riemann_left", derivative="finite_difference").attribute(net, x, spec).maps[0],
+                "blur_ig", max_sigma=50.0, rule="riemann_left", derivative="finite_difference").attribute(net, x, spec).maps[0],
             "ours, defaults": lambda: create_explainer("blur_ig").attribute(net, x, spec).maps[0],
         }
         times = {k: [] for k in runs}

@@ -36,6 +36,7 @@ Conventions shared by every explainer (docs/plugins.md):
 from __future__ import annotations
 
 import warnings
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
@@ -366,14 +367,32 @@ def bind_target(target, model: torch.nn.Module, inputs: torch.Tensor) -> Target:
         from .targets import parse_target
 
         target = parse_target(target, tuple(inputs.shape[-2:]))
-        with torch.no_grad():
-            target.check(tuple(model(inputs[:1]).shape))
+        target.check(_output_shape(model, inputs))
     if not isinstance(target, Target):
         if callable(target):
             target = Target.from_callable(target)
         else:
             raise ParameterError(f"target must be a Target or a target string, got {type(target).__name__}")
     return target.bind(model, inputs)
+
+
+#: model → {(C, H, W, dtype, device): output shape of one image}: the shape check of a target string
+#: costs one forward pass per model and input size, not one per ``attribute()`` call
+_OUTPUT_SHAPES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _output_shape(model: torch.nn.Module, inputs: torch.Tensor) -> tuple:
+    """Shape of ``model``'s output for one image of ``inputs`` (one forward pass the first time for
+    this model and input size and type, remembered for the model's lifetime after that)."""
+    key = (tuple(inputs.shape[1:]), inputs.dtype, str(inputs.device))
+    try:
+        known = _OUTPUT_SHAPES.setdefault(model, {})
+    except TypeError:  # not weak-referenceable: no memory
+        known = {}
+    if key not in known:
+        with torch.no_grad():
+            known[key] = tuple(model(inputs[:1]).shape)
+    return known[key]
 
 
 @dataclass

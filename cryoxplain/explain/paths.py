@@ -33,6 +33,7 @@ The explained function ``f`` is called as ``f(points, idx) -> (n,)``;
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -101,8 +102,17 @@ def quadrature(n: int, rule: str = "gauss_legendre") -> tuple[np.ndarray, np.nda
         w[0] *= 0.5
         w[-1] *= 0.5
         return k / (n - 1), w
-    x, w = np.polynomial.legendre.leggauss(n)
+    x, w = _leggauss(n)
     return 0.5 * (x + 1.0), 0.5 * w
+
+
+@functools.lru_cache(maxsize=32)
+def _leggauss(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Legendre nodes and weights on [−1, 1] (remembered: numpy's eigenvalue solve costs a few ms
+    per call, a per-``attribute()`` overhead of the default IG); read-only arrays."""
+    x, w = np.polynomial.legendre.leggauss(n)
+    x.flags.writeable = w.flags.writeable = False
+    return x, w
 
 
 class StraightLinePath:
