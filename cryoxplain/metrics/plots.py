@@ -83,6 +83,18 @@ def plot_equivariance(report, path, *, title: str | None = None, force: bool = F
     return path
 
 
+def _finish_panels(fig, axes, path, title: str, force: bool):
+    """Grid and legend on every panel, the figure title, and the PNG written (the epoch-history figures)."""
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    _save(fig, path, force)
+    return path
+
+
 _HISTORY_STYLE = {"spiral": dict(color="C3"), "cartesian": dict(color="C0"), "steerable": dict(color="C2", ls="--")}
 
 
@@ -116,14 +128,7 @@ def plot_training_histories(histories: dict, path, *, title: str = "", force: bo
     axes[1].set(xlabel="epoch", ylabel="MSE (normalised units)", title="loss", yscale="log")
     axes[2].set(xlabel="epoch", ylabel="equivariance error E", yscale="log",
                 title="equivariance (values < 1e-3 drawn at 1e-3)")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    _save(fig, path, force)
-    return path
+    return _finish_panels(fig, axes, path, title, force)
 
 
 def plot_seed_histories(histories: dict, path, *, title: str = "", force: bool = False):
@@ -159,11 +164,4 @@ def plot_seed_histories(histories: dict, path, *, title: str = "", force: bool =
     axes[0].set(xlabel="epoch", ylabel="validation SNR_out (dB, disc)", title="denoising score (band: min-max over seeds)")
     axes[1].set(xlabel="epoch", ylabel="equivariance error E", yscale="log",
                 title="equivariance (band: min-max over seeds)")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    _save(fig, path, force)
-    return path
+    return _finish_panels(fig, axes, path, title, force)
