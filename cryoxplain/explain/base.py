@@ -297,7 +297,10 @@ class Explainer:
 
         ctx = ExplainContext(model=model, target=target, seed=check_seed(self.config.get("seed", 0) or 0),
                              index_offset=off)
-        out = self._attribute(f, x, ctx)
+        from .paths import model_pass_pixels
+
+        with model_pass_pixels(model):
+            out = self._attribute(f, x, ctx)
         if isinstance(out, Attribution):
             att = out
         else:

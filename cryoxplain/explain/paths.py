@@ -37,6 +37,9 @@ import functools
 from dataclasses import dataclass
 from typing import Callable
 
+import contextlib
+import contextvars
+
 import numpy as np
 import torch
 
@@ -55,6 +58,23 @@ RULE_NAMES = tuple(sorted(set(_ALIASES) | set(RULES)))
 
 #: on CPU, at most this many pixels (path points × H × W) per forward/backward pass (see :func:`pass_size`)
 CPU_PASS_PIXELS = 2 ** 15
+
+# the explained model's own CPU pass cap (its ``cpu_pass_pixels`` attribute), set for the duration of
+# one Explainer.attribute call (:func:`model_pass_pixels`); None: CPU_PASS_PIXELS
+_MODEL_PASS_PIXELS: contextvars.ContextVar = contextvars.ContextVar("cryoxplain_model_pass_pixels", default=None)
+
+
+@contextlib.contextmanager
+def model_pass_pixels(model):
+    """Within the block, :func:`pass_size` caps CPU passes at ``model.cpu_pass_pixels`` pixels when the
+    model declares it (the optional protocol attribute of :mod:`cryoxplain.models.protocol`), else at
+    :data:`CPU_PASS_PIXELS`.  Used by :meth:`cryoxplain.explain.base.Explainer.attribute`."""
+    n = getattr(model, "cpu_pass_pixels", None)
+    token = _MODEL_PASS_PIXELS.set(None if n is None else max(1, int(n)))
+    try:
+        yield
+    finally:
+        _MODEL_PASS_PIXELS.reset(token)
 
 PathFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 IndexedFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -137,7 +157,8 @@ class StraightLinePath:
 
 def pass_size(internal_batch_size: int | None, total: int, image_shape, device) -> int:
     """Path points per forward/backward pass: ``internal_batch_size`` (None: all ``total``), and on
-    CPU at most ``CPU_PASS_PIXELS // (H·W)`` (at least 1).
+    CPU at most ``cap // (H·W)`` (at least 1), where ``cap`` is the explained model's
+    ``cpu_pass_pixels`` inside :func:`model_pass_pixels`, else :data:`CPU_PASS_PIXELS`.
 
     On one CPU core the time per image of a forward+backward pass grows with the batch once the
     activations leave the cache: the shipped 64×64 denoiser (8 layers × 32 channels) costs about
@@ -149,7 +170,8 @@ def pass_size(internal_batch_size: int | None, total: int, image_shape, device) 
     chunk = total if internal_batch_size is None else min(total, int(internal_batch_size))
     if torch.device(device).type == "cpu" and image_shape is not None:
         pixels = int(np.prod(tuple(image_shape)[-2:]))
-        chunk = min(chunk, max(1, CPU_PASS_PIXELS // max(pixels, 1)))
+        cap = _MODEL_PASS_PIXELS.get()
+        chunk = min(chunk, max(1, (CPU_PASS_PIXELS if cap is None else cap) // max(pixels, 1)))
     return max(1, chunk)
 
 

@@ -86,6 +86,11 @@ class CartesianDenoiser(ModelBase):
     task = "denoise"
     #: fully convolutional: any image size is accepted
     input_shape = None
+    #: explainers' CPU passes hold at most this many pixels (cryoxplain.explain.paths.pass_size): full-
+    #: resolution activations of every layer (twice with ``odd``) leave the cache early; the shipped
+    #: 64×64 model costs 42.2 ms per image forward+backward in passes of 1 image, 46.7 ms in passes of 8
+    #: and 92-94 ms in passes of 50-64 (1 thread; docs/benchmarks-explainers.md)
+    cpu_pass_pixels = 2 ** 12
 
     def __init__(self, depth: int = 8, width: int = 32, kernel_size: int = 3, dilations=None,
                  residual: bool = True, odd: bool = True):
@@ -156,6 +161,7 @@ class _InferenceCartesian(nn.Module):
 
     task = "denoise"
     input_shape = None
+    cpu_pass_pixels = CartesianDenoiser.cpu_pass_pixels
 
     def __init__(self, body: nn.Sequential, receptive_radius: int, residual: bool = True, odd: bool = False):
         super().__init__()

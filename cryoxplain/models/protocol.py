@@ -23,6 +23,10 @@ Optional capabilities, each its own protocol:
   by a smooth disc inside it (:func:`model_valid_radius`; docs/equivariance.md);
 * :class:`HasInferenceForm` – ``for_inference()`` returns a frozen, numerically equivalent module
   that is faster to apply (batch norms folded, …); applying a denoiser uses it.
+* ``cpu_pass_pixels`` (int, optional, no protocol class): on CPU, explainers put at most this
+  many pixels through the model per forward/backward pass (``cryoxplain.explain.paths.pass_size``,
+  read by ``paths.model_pass_pixels``; default ``paths.CPU_PASS_PIXELS``).  Only the grouping of
+  path points changes, not the result beyond float rounding.
 
 :class:`ModelBase` supplies the defaults (``input_shape = None``, a settable ``description``).
 The ``model_*`` helpers below are the one place that reads these attributes; they also accept

@@ -178,3 +178,46 @@ def test_cpu_passes_are_capped_by_pixels_not_by_the_result(monkeypatch):
                             dtype=torch.float64)
     assert max(seen) == 4 and sum(seen) == 21
     assert torch.allclose(full.attribution, capped.attribution, atol=1e-12)
+
+
+def test_model_declared_cpu_pass_cap(monkeypatch):
+    """A model's ``cpu_pass_pixels`` caps CPU passes inside Explainer.attribute (model_pass_pixels),
+    and only there; the attribution is the same to float rounding."""
+    import numpy as np
+    import torch
+
+    from cryoxplain.explain import create_explainer
+    from cryoxplain.explain import paths
+
+    class Lin(torch.nn.Module):
+        task = "denoise"
+        input_shape = None
+
+        def __init__(self, cap=None):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.linspace(-1, 1, 16 * 16).reshape(1, 1, 16, 16))
+            self.sizes = []
+            if cap is not None:
+                self.cpu_pass_pixels = cap
+
+        def forward(self, x):
+            self.sizes.append(x.shape[0])
+            return torch.tanh(x * self.w)
+
+    x = torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    assert paths.pass_size(1000, 1000, (1, 1, 16, 16), "cpu") == paths.CPU_PASS_PIXELS // 256
+    maps = {}
+    for cap in (None, 2 * 256):
+        m = Lin(cap)
+        maps[cap] = create_explainer("integrated_gradients", steps=16).attribute(m, x, "pixel:8,8").maps
+        if cap is not None:
+            assert max(m.sizes) == 2, m.sizes
+            with paths.model_pass_pixels(m):
+                assert paths.pass_size(1000, 1000, (1, 1, 16, 16), "cpu") == 2
+            assert paths.pass_size(1000, 1000, (1, 1, 16, 16), "cpu") == paths.CPU_PASS_PIXELS // 256
+        else:
+            assert max(m.sizes) == 16, m.sizes
+    np.testing.assert_allclose(maps[None], maps[2 * 256], rtol=1e-5, atol=1e-7)
+    from cryoxplain.models.registry import load_model
+
+    assert load_model("default")[0].cpu_pass_pixels == 2 ** 12
