@@ -10,8 +10,7 @@ import json
 
 import click
 
-from .common import (batch_size_option, device_option, force_option, input_files,
-                     project_dir_option, seed_option, stack_header_option)
+from .common import input_files, stack_model_options
 
 
 class _Degrees(click.ParamType):
@@ -48,12 +47,7 @@ class _Degrees(click.ParamType):
               help="Raised-cosine window edge in pixels (0: hard disc) [default: box/8].")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write a PNG of the error vs angle.")
-@stack_header_option
-@project_dir_option
-@seed_option
-@device_option
-@batch_size_option
-@force_option
+@stack_model_options
 def equivariance(stack, model, n_images, n_offgrid, angles, method, radius, taper, as_json, plot, stack_header,
                  project_dir, seed, device, batch_size, force):
     """Rotation-equivariance error of MODEL on particles of STACK (MRC stack, RELION .star or cryoSPARC .cs).

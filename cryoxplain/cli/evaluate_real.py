@@ -10,8 +10,7 @@ import json
 
 import click
 
-from .common import (batch_size_option, device_option, force_option,
-                     project_dir_option, seed_option, stack_header_option)
+from .common import stack_model_options
 
 
 @click.command("real")
@@ -35,12 +34,7 @@ from .common import (batch_size_option, device_option, force_option,
               help="Region SNR: radius in px of the signal/background discs [default: box/4].")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
               help="Also write the full report (spectra included) as JSON to this file.")
-@stack_header_option
-@project_dir_option
-@seed_option
-@device_option
-@batch_size_option
-@force_option
+@stack_model_options
 def real(stack, model, micrograph, picks, n_images, n_noise, n_background, spacing, n_offgrid, signal_radius, json_out,
          stack_header, project_dir, seed, device, batch_size, force):
     """No-ground-truth report of MODEL on STACK (MRC stack, RELION .star or cryoSPARC .cs).
