@@ -33,12 +33,11 @@ The explained function ``f`` is called as ``f(points, idx) -> (n,)``;
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 from dataclasses import dataclass
 from typing import Callable
-
-import contextlib
-import contextvars
 
 import numpy as np
 import torch
