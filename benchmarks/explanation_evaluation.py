@@ -153,7 +153,6 @@ def trained_table(design, names, n_test, n_train, epochs, n_subsets, *, settings
     (:func:`cryoxplain.classify.train_classifier`, 20 % stratified validation): the evaluation of every
     method in ``names`` and the reference maps, plus bootstrap CIs of :data:`CI_COLUMNS`."""
     from cryoxplain.classify.train import train_classifier
-    from cryoxplain.explain.evaluation import bootstrap_ci
     from cryoxplain.sim.groundtruth import shortcut_pair
 
     t0 = time.perf_counter()
@@ -190,7 +189,7 @@ def trained_table(design, names, n_test, n_train, epochs, n_subsets, *, settings
         for key in ("rows", "per_image", "maps"):
             refs = {k: v for k, v in res[key].items() if k.startswith("ref:")}
             res[key] = {**{k: v for k, v in res[key].items() if not k.startswith("ref:")}, **r2[key], **refs}
-    ci = {m: {c: bootstrap_ci(v[c], seed=seed) for c in CI_COLUMNS if c in v} for m, v in res["per_image"].items()}
+    ci = _cis(res["per_image"], seed)
     # accuracy of the trained model on the paired test particles of both classes (D1) / the test B particles
     from cryoxplain.classify.train import ClassifyTask
 
@@ -203,7 +202,130 @@ def trained_table(design, names, n_test, n_train, epochs, n_subsets, *, settings
                                  "test_accuracy_B": acc_b, "seconds_simulate": t_sim, "seconds_train": t_train,
                                  "seconds_evaluate": time.perf_counter() - t0 - t_sim - t_train}
     res["ci"] = ci
+    res["maps_inputs"], res["maps_gt"] = np.asarray(d.inputs[:4]), np.asarray(d.gt[:4])
     return res
+
+
+def _cis(per_image, seed=0):
+    from cryoxplain.explain.evaluation import bootstrap_ci
+
+    return {m: {c: bootstrap_ci(v[c], seed=seed) for c in CI_COLUMNS if c in v} for m, v in per_image.items()}
+
+
+#: the comparisons of the paired table: column → does higher mean better
+PAIRED = {"pg4_diff": True, "energy": True, "auc": True, "mufidelity": True, "deletion_zero": False,
+          "insertion_zero": True}
+MODEL_FREE = ("ref:sobel", "ref:intensity", "ref:centre", "ref:random")
+
+
+def paired_rows(per_image, seed=0, n_resamples=1000):
+    """Spec §8's paired comparison of every method with the best model-free reference map on each column of
+    :data:`PAIRED` (best = the highest mean, or lowest for Deletion, among :data:`MODEL_FREE`): the mean
+    per-particle difference method − reference (sign flipped for Deletion, so > 0 is better), its
+    percentile-bootstrap 95 % interval (the same resampled particles for both) and whether it excludes 0."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    n = len(next(iter(next(iter(per_image.values())).values())))
+    idx = rng.integers(0, n, size=(n_resamples, n))
+    for col, higher in PAIRED.items():
+        refs = [r for r in MODEL_FREE if r in per_image and col in per_image[r]
+                and np.isfinite(per_image[r][col]).any()]
+        if not refs:
+            continue
+        sign = 1.0 if higher else -1.0
+        best = max(refs, key=lambda r: sign * np.nanmean(per_image[r][col]))
+        for m, cols in per_image.items():
+            if m.startswith("ref:") or col not in cols:
+                continue
+            dv = sign * (np.asarray(cols[col], np.float64) - np.asarray(per_image[best][col], np.float64))
+            if not np.isfinite(dv).all():
+                dv = np.where(np.isfinite(dv), dv, np.nan)
+            means = np.nanmean(dv[idx], 1)
+            lo, hi = np.nanquantile(means, 0.025), np.nanquantile(means, 0.975)
+            out.setdefault(m, {})[col] = {"ref": best, "diff": float(np.nanmean(dv)), "ci": (float(lo), float(hi)),
+                                          "better": bool(lo > 0), "worse": bool(hi < 0)}
+    return out
+
+
+def _paired_table(paired) -> str:
+    cols = list(PAIRED)
+    refs = {c: next((r[c]["ref"] for r in paired.values() if c in r), "—") for c in cols}
+    lines = ["| method | " + " | ".join(f"{c} − {refs[c]}" for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for m, r in paired.items():
+        cells = []
+        for c in cols:
+            if c not in r:
+                cells.append("—")
+                continue
+            v = r[c]
+            mark = " **better**" if v["better"] else (" worse" if v["worse"] else "")
+            cells.append(f"{v['diff']:+.3f} [{v['ci'][0]:+.3f}, {v['ci'][1]:+.3f}]{mark}")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def maps_figure(design, maps, path, n=4):
+    """The first ``n`` test particles (noisy input, ground-truth contour) and each method's map."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [k for k in maps if not k.startswith("ref:")] + [k for k in ("ref:sobel", "ref:oracle") if k in maps]
+    fig, axes = plt.subplots(n, len(names) + 1, figsize=(1.5 * (len(names) + 1), 1.55 * n), squeeze=False)
+    for i in range(n):
+        axes[i, 0].imshow(design.inputs[i], cmap="gray")
+        axes[i, 0].contour(design.gt[i].astype(float), levels=[0.5], colors="lime", linewidths=0.6)
+        for j, k in enumerate(names, 1):
+            a = np.asarray(maps[k][i], np.float64)
+            v = np.abs(a).max() or 1.0
+            axes[i, j].imshow(a, cmap="RdBu_r", vmin=-v, vmax=v)
+            axes[i, j].contour(design.gt[i].astype(float), levels=[0.5], colors="k", linewidths=0.5)
+    for j, k in enumerate(["input + GT"] + names):
+        axes[0, j].set_title(k.replace("ref:", "ref: ").replace("_", " "), fontsize=6)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"{design.name}: signed maps (red +, blue −), ground truth outlined", fontsize=8)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def save_result(res, path, n_maps=4):
+    """A trained-design result for :func:`merge_results` (maps of the first ``n_maps`` particles only)."""
+    import pickle
+
+    keep = {k: v for k, v in res.items() if k != "maps"}
+    keep["maps"] = {k: np.asarray(v[:n_maps]) for k, v in res["maps"].items()}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as fh:
+        pickle.dump(keep, fh)
+
+
+def merge_results(paths):
+    """One result from runs of the same design and particles over disjoint method lists (each run's
+    reference rows are identical; the first run's are kept)."""
+    import pickle
+
+    parts = []
+    for p in paths:
+        with open(p, "rb") as fh:
+            parts.append(pickle.load(fh))
+    base = parts[0]
+    for r in parts[1:]:
+        if r["info"]["n"] != base["info"]["n"] or r["info"]["design"] != base["info"]["design"]:
+            raise SystemExit(f"cannot merge: {r['info']['design']} n={r['info']['n']} vs "
+                             f"{base['info']['design']} n={base['info']['n']}")
+        for key in ("rows", "per_image", "maps", "ci", "equivariance", "sanity"):
+            mine = {k: v for k, v in r.get(key, {}).items() if not k.startswith("ref:")}
+            refs = {k: v for k, v in base.get(key, {}).items() if k.startswith("ref:")}
+            meth = {k: v for k, v in base.get(key, {}).items() if not k.startswith("ref:")}
+            base[key] = {**meth, **mine, **refs}
+        c0, c1 = base["info"]["classifier"], r["info"]["classifier"]
+        c0["seconds_evaluate"] = c0["seconds_evaluate"] + c1["seconds_evaluate"]
+    return base
 
 
 def _classifier(design, d, tag, n_train, epochs, save_dir, reuse, seed, **arch):
@@ -348,7 +470,11 @@ def trained_section(design, res, settings) -> list[str]:
             f"{c['seconds_train']:.0f} s, evaluate {c['seconds_evaluate']:.0f} s.", "",
             format_table(res["rows"], markdown=True), "",
             "Bootstrap 95 % intervals of the mean (1000 resamples of the test particles):", "",
-            _ci_table(res["ci"]), ""]
+            _ci_table(res["ci"]), "",
+            "Paired comparison with the best model-free reference map of each column (spec §8: the mean "
+            "per-particle difference, > 0 = better, Deletion's sign flipped; its bootstrap 95 % interval over the "
+            "same resampled particles; **better** when the interval lies above 0):", "",
+            _paired_table(paired_rows(res["per_image"])), ""]
 
 
 def _extras_note(a) -> str:
@@ -379,6 +505,13 @@ def main(argv=None):
                     help="D1/D2: every installed explainer (ablation paths included) at the CHEAP settings")
     ap.add_argument("--methods", default="", help="comma-separated explainers for D1/D2 (default: see --cheap)")
     ap.add_argument("--no-sanity", action="store_true", help="D1/D2: skip the randomisation cascade")
+    ap.add_argument("--sanity-final", action="store_true",
+                    help="D1/D2: only the cascade's last step (every layer re-initialised; same sanity_rho, 2 "
+                         "attributions per method instead of one per layer)")
+    ap.add_argument("--save-result", default="", help="D1/D2: also pickle the result here (for --merge)")
+    ap.add_argument("--merge", default="",
+                    help="comma-separated --save-result files of one design over disjoint --methods: write their "
+                         "block (and the maps figure) without computing anything")
     ap.add_argument("--no-equivariance", action="store_true", help="D1/D2: skip E_expl (e_grid)")
     ap.add_argument("--c4", action="store_true",
                     help="E_expl of every explainer on a C4-invariant classifier (symmetry='c4') and on the "
@@ -398,8 +531,8 @@ def main(argv=None):
     ap.add_argument("--n-train", type=int, default=1000)
     ap.add_argument("--epochs", type=int, default=12)
     a = ap.parse_args(argv)
-    if a.c4:
-        a.trained_only = True  # the c4 block replaces only itself in --out
+    if a.c4 or a.merge:
+        a.trained_only = True  # the c4 / merged block replaces only itself in --out
     names = methods(a.slow_methods)
     t0 = time.perf_counter()
     parts = []
@@ -433,6 +566,32 @@ def main(argv=None):
                   "", format_table(d3, columns=cols, markdown=True), ""]
     blocks = {}
     designs = [d for d in ("d1", "d2") if getattr(a, d)]
+    if a.merge:
+        r = merge_results([p for p in a.merge.split(",") if p])
+        dn = r["info"]["design"].lower()
+        runs = r["info"].get("runs", [])
+        for extra in a.merge.split(",")[1:]:
+            import pickle
+
+            with open(extra, "rb") as fh:
+                runs = runs + pickle.load(fh)["info"].get("runs", [])
+        settings = {}
+        for run in runs:
+            settings.update(run["settings"])
+        fig = Path(a.out).parent / "figures" / "explanation-evaluation" / f"{dn}_maps.png"
+        from cryoxplain.sim.groundtruth import GTDesign
+
+        g = GTDesign(r["info"]["design"], np.asarray(r["maps_inputs"]), np.asarray(r["maps_gt"]), np.ones(len(r["maps_gt"])))
+        maps_figure(g, r["maps"], fig, n=min(4, len(g.inputs)))
+        gen = "; ".join(f"`OMP_NUM_THREADS=1 {run['command']}` ({run['wall_s']:.0f} s)" for run in runs)
+        blocks[dn] = "\n".join(
+            [MARK.format(dn, "begin")] + trained_section(dn, r, settings)
+            + [f"![{dn.upper()}: maps of the first test particles](figures/explanation-evaluation/{fig.name})", "",
+               f"Generated by {len(runs)} processes on CPU, {gen}, merged by `python benchmarks/explanation_evaluation.py "
+               f"{' '.join(argv if argv is not None else sys.argv[1:])}`. Explainer settings: {settings}; faithfulness on "
+               f"the class probability, zero and noise baselines, MuFidelity with {r['info']['n_subsets']} subsets; "
+               + runs[0]["note"], MARK.format(dn, "end")])
+        designs = []
     if a.c4:
         tnames = [m.strip() for m in a.methods.split(",") if m.strip()] or [p.name for p in list_plugins()]
         settings = _params(tnames, table=CHEAP)
@@ -452,7 +611,8 @@ def main(argv=None):
             print(f"{dn.upper()} …", flush=True)
             t1 = time.perf_counter()
             r = trained_table(dn, tnames, a.n_test, a.n_train, a.epochs, a.n_subsets, settings=settings,
-                              sanity=not a.no_sanity, equivariance=not a.no_equivariance,
+                              sanity=False if a.no_sanity else ("final" if a.sanity_final else True),
+                              equivariance=not a.no_equivariance,
                               save_dir=a.save_models or None,
                               reuse=a.reuse_models, light_methods=tuple(a.light.split(",")) if a.light else ())
             blocks[dn] = "\n".join(
@@ -462,6 +622,10 @@ def main(argv=None):
                    f"settings: {settings}; faithfulness on the class probability, zero and noise baselines, "
                    f"MuFidelity with {a.n_subsets} subsets; " + _extras_note(a),
                    MARK.format(dn, "end")])
+            if a.save_result:
+                r["info"]["runs"] = [{"command": cmd, "settings": settings, "wall_s": time.perf_counter() - t1,
+                                      "note": _extras_note(a)}]
+                save_result(r, Path(a.save_result))
     out = Path(a.out)
     if a.trained_only:
         import fcntl

@@ -848,7 +848,7 @@ def format_seed_table(summary: dict) -> str:
 def evaluate_explanations(model, design, methods: Sequence[str], *, params: dict | None = None, target: str | None = None,
                           n_images: int | None = None, references: bool = True, tolerances=(0, 2, 4, 6),
                           baselines=("zero", "noise"), n_subsets: int = 200, equivariance: bool = True,
-                          sanity: bool = False, seed: int = 0, device: str = "auto", batch_size: int = 64) -> dict:
+                          sanity: bool | str = False, seed: int = 0, device: str = "auto", batch_size: int = 64) -> dict:
     """Every metric of :mod:`cryoxplain.explain.evaluation` for each explainer in ``methods`` and for the
     reference maps, on a ground-truth design.
 
@@ -857,6 +857,8 @@ def evaluate_explanations(model, design, methods: Sequence[str], *, params: dict
     design HDF5 file (:func:`~cryoxplain.sim.groundtruth.write_design`).  The images are normalised per
     image (:func:`cryoxplain.imaging.normalize.normalize`) as for explaining, except for the planted
     toy P1 whose linear model is defined on raw values.  ``params``: ``{method: {name: value}}``.
+    ``sanity``: ``True`` runs the full randomisation cascade per method, ``"final"`` only its last step
+    (every layer re-initialised; the same ``sanity_rho`` at two attributions instead of one per layer).
     Returns ``{"rows": {name: {metric: mean}}, "per_image": {name: {metric: (B,)}}, "maps": {name: (B,H,W)},
     "equivariance": {name: dict}, "sanity": {name: dict}, "info": {...}}``.
     """
@@ -927,11 +929,11 @@ def evaluate_explanations(model, design, methods: Sequence[str], *, params: dict
         rows[m] = summarise(per[m])
         rows[m]["seconds_per_image"] = dt
         if equivariance and x.shape[-1] == x.shape[-2]:
-            e = explanation_equivariance(ex, net, x, tgt, model_metric=False)
+            e = explanation_equivariance(ex, net, x, tgt, model_metric=False, maps=a)
             eqv[m] = e.to_dict()
             rows[m]["e_grid"] = e.grid_max
         if sanity:
-            s = randomisation_test(ex, net, x, tgt, seed=seed)
+            s = randomisation_test(ex, net, x, tgt, seed=seed, maps=a, final_only=sanity == "final")
             san[m] = s.to_dict()
             rows[m]["sanity_rho"] = s.final
     if references:

@@ -495,7 +495,7 @@ def _spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def randomisation_test(explainer, model: torch.nn.Module, inputs, target, cascade: bool = True,
-                       seed: int = 0, mask=None) -> SanityResult:
+                       seed: int = 0, mask=None, *, maps=None, final_only: bool = False) -> SanityResult:
     """Adebayo et al.'s cascading model-parameter randomisation (spec §5.8).
 
     The leaf modules that own parameters are re-initialised (their ``reset_parameters``, under
@@ -503,14 +503,21 @@ def randomisation_test(explainer, model: torch.nn.Module, inputs, target, cascad
     at a time), recomputing the maps after each step; ρ_k is the Spearman correlation of |A| and
     |A^(k)| over the pixels of the inscribed disc (or ``mask``), averaged over images.  The model is
     copied, never modified.  ``explainer``: an Explainer, a plugin name, or ``fn(model, x, target)``
-    (reference maps ignore the model and score ρ = 1).
+    (reference maps ignore the model and score ρ = 1).  ``maps``: the maps of the unmodified model on
+    ``inputs`` when already computed (saves one attribution).  ``final_only`` (cascade only): re-initialise
+    every layer in the same order and with the same seeds, then attribute once, so the result holds only
+    the last step of the cascade, identical to the full cascade's, at two attributions instead of L + 1.
     """
     x = torch.as_tensor(_np(inputs)).float() if not isinstance(inputs, torch.Tensor) else inputs
     x = x[:, None] if x.ndim == 3 else x
     run = _explain_fn(explainer, model, target)
     h, w = x.shape[-2:]
     sel = (disc_mask((h, w)) > 0) if mask is None else _np(mask).astype(bool)
-    a0 = np.abs(run(x))[:, sel]
+    a0 = np.abs(run(x) if maps is None else _maps(maps).astype(np.float64))[:, sel]
+    if a0.shape[0] != x.shape[0]:
+        raise ShapeError(f"randomisation_test: {a0.shape[0]} maps for {x.shape[0]} images")
+    if final_only and not cascade:
+        raise ParameterError("randomisation_test: final_only needs cascade=True")
     work = copy.deepcopy(model)
     leaves = [(n, m) for n, m in work.named_modules()
               if any(True for _ in m.parameters(recurse=False)) and hasattr(m, "reset_parameters")]
@@ -523,9 +530,13 @@ def randomisation_test(explainer, model: torch.nn.Module, inputs, target, cascad
             work.load_state_dict(pristine)
         torch.manual_seed(seed + k)
         mod.reset_parameters()
-        ak = np.abs(run(x, mdl=work))[:, sel]
         names.append(name)
+        if final_only and k < len(leaves) - 1:
+            continue
+        ak = np.abs(run(x, mdl=work))[:, sel]
         rhos.append(_spearman_rows(a0, ak))
+    if final_only:
+        names = ["+".join(names)]  # one step: every layer re-initialised
     per = np.array(rhos)
     return SanityResult(names, per.mean(1), per)
 
@@ -605,7 +616,8 @@ def explanation_equivariance(explainer, model, inputs, target, angles="grid", ma
     a list of degrees), and reports the rotation floor on the maps (:func:`rotation_floor`), the seed
     floor of explainers with a ``seed`` parameter, and the model's own (in)variance.  Off the grid a
     pixel target becomes a radius-2 disc ROI about the (rotated) point for both members.
-    ``explainer``: an Explainer, a plugin name, or ``fn(model, x, target) -> maps``.
+    ``explainer``: an Explainer, a plugin name, or ``fn(model, x, target) -> maps``; ``maps``: its maps
+    A(x; τ) on ``inputs`` when already computed (saves one attribution).
     """
     from ..geometry.rotate import rotate
     from ..metrics.equivariance import (GRID_ANGLES_DEG, classifier_invariance, default_mask, equivariance_error,
@@ -633,7 +645,9 @@ def explanation_equivariance(explainer, model, inputs, target, angles="grid", ma
     grid_angles = list(GRID_ANGLES_DEG) if angles == "grid" or isinstance(angles, int) else \
         [float(a) for a in angles if abs(((float(a) + 45) % 90) - 45) <= 1e-9 and float(a) % 360 != 0]
     m = default_mask(h, w) if mask is None else _np(mask).astype(np.float64)
-    a = run(x)
+    a = run(x) if maps is None else _maps(maps).astype(np.float64)
+    if a.shape != (n, h, w):
+        raise ShapeError(f"explanation_equivariance: maps of shape {a.shape} for {n} images of {h}x{w}")
     grid = {}
     for deg in grid_angles:
         k = int(round(deg / 90)) % 4

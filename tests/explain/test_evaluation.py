@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from cryoxplain.errors import ParameterError
+from cryoxplain.errors import ParameterError, ShapeError
 from cryoxplain.explain.base import explained_function
 from cryoxplain.explain.evaluation import (accept_fraction, compressed_size, energy_pointing, entropy_complexity,
                                            explanation_equivariance, gini_sparseness, pointing_game,
@@ -215,6 +215,19 @@ def test_equivariance_p3_sqrt2_and_references(p1):
     assert explanation_equivariance(rnd, model, x, "class:0", model_metric=False).grid_max == pytest.approx(0.71, abs=0.02)
 
 
+def test_equivariance_given_maps_match(p1):
+    from cryoxplain.explain.registry import create_explainer
+
+    d, model, _ = p1
+    ex = create_explainer("smoothgrad", n_samples=4, seed=2)
+    a = ex.attribute(model, torch.as_tensor(d.inputs)[:, None], "class:0").maps
+    r0 = explanation_equivariance(ex, model, d.inputs, "class:0", angles=1, model_metric=False)
+    r1 = explanation_equivariance(ex, model, d.inputs, "class:0", angles=1, model_metric=False, maps=a)
+    assert r0.grid == r1.grid and r0.offgrid == r1.offgrid and r0.seed_floor == r1.seed_floor
+    with pytest.raises(ShapeError):
+        explanation_equivariance(ex, model, d.inputs, "class:0", maps=a[:, :10])
+
+
 def test_equivariance_offgrid_reports_floors(p1):
     d, _, _ = p1
     rep = explanation_equivariance("gradient", _p2_model(), d.inputs, "class:0", angles=2)
@@ -280,6 +293,25 @@ def test_randomisation_separates_methods_from_references():
     r = randomisation_test("gradient", model, x, "class:0")
     assert len(r.layers) >= 2
     assert r.final < 0.8  # measured on the toy classifier: see the report
+
+
+def test_randomisation_final_only_and_given_maps_match_the_cascade():
+    from cryoxplain.explain.registry import create_explainer
+    from cryoxplain.testing.toys import toy_classifier, toy_images
+
+    model = toy_classifier()
+    x = toy_images(4)
+    ex = create_explainer("smoothgrad", n_samples=4, seed=3)
+    full = randomisation_test(ex, model, x, "class:0", seed=1)
+    a = ex.attribute(model, x, "class:0").maps
+    last = randomisation_test(ex, model, x, "class:0", seed=1, maps=a, final_only=True)
+    assert last.rho.shape == (1,) and last.rho_per_image.shape == (1, 4)
+    np.testing.assert_array_equal(last.rho_per_image[0], full.rho_per_image[-1])
+    assert last.final == full.final and last.layers == ["+".join(full.layers)]
+    with pytest.raises(ShapeError):
+        randomisation_test(ex, model, x, "class:0", maps=a[:2])
+    with pytest.raises(ParameterError):
+        randomisation_test(ex, model, x, "class:0", cascade=False, final_only=True)
 
 
 # infidelity / sensitivity vs Captum -------------------------------------------------------------
