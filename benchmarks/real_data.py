@@ -45,6 +45,7 @@ D. Self-supervised fine-tuning on the stack itself (``--finetune-epochs E``, 0 =
 
     OMP_NUM_THREADS=1 nice python benchmarks/real_data.py [--n 300] [--json out.json] [--figure docs/img/real_data.png]
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/real_data.py --finetune-only --n 300 --n-offgrid 1 --json ft.json
+    OMP_NUM_THREADS=1 python benchmarks/real_data.py --throughput-only 100,2000 --n 200 --json thr.json
 """
 from __future__ import annotations
 
@@ -295,6 +296,9 @@ def main(argv=None):
     ap.add_argument("--finetune-epochs", type=int, default=3, help="part D: masked fine-tune epochs (0: no part D)")
     ap.add_argument("--finetune-lr", type=float, default=3e-4)
     ap.add_argument("--finetune-only", action="store_true", help="only part D and its references (module docstring)")
+    ap.add_argument("--throughput-only", default="",
+                    help="only part C, on stacks of these sizes (comma-separated, e.g. 100,2000: the 1/16 stack of "
+                         "--n particles repeated), each tool as its own process; table of particles/s and ratios")
     args = ap.parse_args(argv)
     if args.finetune_only and args.finetune_epochs < 1:
         ap.error("--finetune-only needs --finetune-epochs >= 1")
@@ -373,6 +377,8 @@ def main(argv=None):
     if args.json:  # part A on its own first (a long run that fails later keeps it)
         Path(args.json).with_suffix(".partA.json").write_text(json.dumps({"gt": rows_gt}, indent=1, default=float))
     # ---- B: real data, no ground truth
+    if args.throughput_only:
+        return throughput_table(args, ours, topaz, asp, work, env, notes)
     parts, crops, bg, white, px = real_inputs()
     lp_sigma = next(r["sigma"] for r in rows_gt if r["sigma"] is not None and abs(r["snr"] - 0.0625) < 1e-9) \
         if any(abs(r["snr"] - 0.0625) < 1e-9 for r in rows_gt) else 1.5
@@ -454,6 +460,58 @@ def main(argv=None):
         _figure(args.figure, parts, crops, shown)
     if tmp is not None:
         tmp.cleanup()
+
+
+def throughput_table(args, ours, topaz, asp, work, env, notes):
+    """Part C alone at several stack sizes: the 1/16 held-out stack of ``--n`` particles repeated to each
+    size, every tool as its own process (start-up and model loading included), 1 thread; then the
+    ratio of each of ours to Topaz at each size (the issue-13 target: ≥ 3×)."""
+    from cryoxplain.io.mrc import write_mrc
+
+    clean, var, z, ctf = held_out_set(args.n, args.seed)
+    noisy = (clean + np.sqrt(var / 0.0625)[:, None, None] * z).astype(np.float32)
+    sizes = [int(v) for v in args.throughput_only.split(",") if v.strip()]
+    tools = list(ours) + ([topaz] if topaz else [])
+    if not asp:
+        tools.append(External("ASPIRE CWF", _aspire(args.aspire_python, 5.0), work, env))
+    rate = {}
+    for n in sizes:
+        reps = -(-n // len(noisy))
+        stack = np.tile(noisy, (reps, 1, 1))[:n]
+        src = work / f"thr_{n}.mrcs"
+        write_mrc(src, stack, 5.0, force=True)
+        c = {k: (np.tile(v, reps)[:n] if isinstance(v, np.ndarray) and v.ndim == 1 and len(v) == len(noisy) else v)
+             for k, v in ctf.items()}
+        np.savez(work / f"thr_{n}_ctf.npz", **c)
+        for fn in tools:
+            cmd = fn.cli(src, work / "thr_out.mrcs", work / f"thr_{n}_ctf.npz") if isinstance(fn, External) and \
+                fn.name.startswith("ASPIRE") else fn.cli(src, work / "thr_out.mrcs")
+            w = watch(cmd, env)
+            rate[(fn.name, n)] = n / w["wall_s"]
+            print(f"# C {fn.name} {n} particles: {w['wall_s']:.1f} s, {n / w['wall_s']:.1f} particles/s, "
+                  f"peak RSS {w.get('peak_rss_kb', 0) / 1024:.0f} MiB", file=sys.stderr, flush=True)
+        lp = LowPass(1.5)
+        t = time.perf_counter()
+        lp(stack)
+        rate[("Gaussian low-pass [in-process]", n)] = n / (time.perf_counter() - t)
+    names = list(dict.fromkeys(k[0] for k in rate))
+    lines = ["| tool | " + " | ".join(f"{n} particles (particles/s)" for n in sizes) + " |",
+             "|---" * (len(sizes) + 1) + "|"]
+    for name in names:
+        lines.append(f"| {name} | " + " | ".join(f"{rate.get((name, n), float('nan')):.1f}" for n in sizes) + " |")
+    if topaz:
+        for o in ours:
+            lines.append(f"| {o.name} ÷ Topaz | " + " | ".join(
+                f"{rate[(o.name, n)] / rate[(topaz.name, n)]:.2f}×" for n in sizes) + " |")
+    print(f"\nC: the SNR 1/16 held-out stack ({args.n} particles, 64 px) repeated to each size; CPU, 1 thread "
+          f"(OMP_NUM_THREADS=1, Topaz -j 1 -d -1), each tool as its own process (start-up and model loading "
+          f"included).\n")
+    print("\n".join(lines))
+    for n_ in notes:
+        print(f"\n{n_}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"throughput": {f"{k[0]}|{k[1]}": v for k, v in rate.items()},
+                                               "sizes": sizes, "notes": notes}, indent=1, default=float))
 
 
 def _figure(path, parts, crops, shown, idx_p=(0, 3, 7, 12), idx_c=(0, 2)):

@@ -44,6 +44,9 @@ def _params(items) -> dict:
 @click.option("--n-subsets", type=click.IntRange(min=2), default=200, show_default=True, help="MuFidelity subsets per image.")
 @click.option("--no-references", is_flag=True, help="Skip the reference maps (random, centre, Sobel, intensity, oracle).")
 @click.option("--sanity", is_flag=True, help="Also run the cascading model-randomisation test.")
+@click.option("--sanity-final", is_flag=True,
+              help="Also run the randomisation test, only its last step (every layer re-initialised): the same "
+                   "sanity ρ as --sanity at two attributions per method instead of one per layer.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None, help="Write maps and per-image metrics (HDF5).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of the table.")
 @seed_option
@@ -51,7 +54,7 @@ def _params(items) -> dict:
 @batch_size_option
 @force_option
 def explanations(design, model, methods, params, target, n_images, tolerances, baselines, n_subsets, no_references,
-                 sanity, output, as_json, seed, device, batch_size, force):
+                 sanity, sanity_final, output, as_json, seed, device, batch_size, force):
     """Pointing game (All/Diff), energy, rank accuracy, ROC-AUC, deletion/insertion (zero and noise
     baselines), MuFidelity, complexity and rotation-equivariance of each METHOD's explanations, with the
     reference maps' rows (random, smooth random, centre, Sobel, intensity, oracle) beside them.
@@ -69,7 +72,7 @@ def explanations(design, model, methods, params, target, n_images, tolerances, b
         check_output(output, force=force, inputs=input_files(model, design))
     res = evaluate_explanations(model, design, list(methods), params=_params(params), target=target, n_images=n_images,
                                 references=not no_references, tolerances=tuple(tolerances), baselines=tuple(baselines),
-                                n_subsets=n_subsets, sanity=sanity, seed=seed, device=device, batch_size=batch_size)
+                                n_subsets=n_subsets, sanity="final" if sanity_final and not sanity else sanity, seed=seed, device=device, batch_size=batch_size)
     if output:
         write_explanation_evaluation(res, output, force=force, inputs=input_files(model, design))
     if as_json:

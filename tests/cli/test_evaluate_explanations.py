@@ -69,3 +69,26 @@ def test_library_run_on_small_d1_with_a_classifier():
     assert 0 <= row["deletion_zero"] <= 1 and 0 <= row["insertion_zero"] <= 1
     assert "pg4_diff" in res["per_image"]["gradient"] and res["sanity"]["gradient"]["layers"] == ["head", "conv"]
     assert res["rows"]["ref:oracle"]["pg4"] == 1.0
+    fin = evaluate_explanations(model, d, ["gradient"], n_subsets=10, sanity="final", device="cpu",
+                                tolerances=(4,), baselines=("zero",), references=False, equivariance=False)
+    assert fin["sanity"]["gradient"]["layers"] == ["head+conv"]
+    assert fin["rows"]["gradient"]["sanity_rho"] == row["sanity_rho"]
+
+
+def test_cli_sanity_final(tmp_path):
+    import torch
+
+    from cryoxplain.models.classifier import build_classifier
+    from cryoxplain.models.registry import save_model
+    from cryoxplain.sim.groundtruth import conformation_pair
+
+    torch.manual_seed(0)
+    net = build_classifier(width=2, depth=1)
+    m = save_model(tmp_path / "c.safetensors", net, "classifier", net.config(), training={"task": "classify"})
+    write_design(conformation_pair(n_test=2, n_train=0), tmp_path / "d1.h5")
+    r = CliRunner().invoke(main, ["evaluate", "explanations", "--design", str(tmp_path / "d1.h5"), "--model", str(m),
+                                  "--method", "gradient", "--n-subsets", "10", "--json", "--sanity-final",
+                                  "--no-references", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    assert len(d["sanity"]["gradient"]["layers"]) == 1 and "sanity_rho" in d["rows"]["gradient"]
