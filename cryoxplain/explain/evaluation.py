@@ -744,12 +744,18 @@ def evaluate_maps(maps, *, gt=None, classes=None, n_classes=None, tolerances=(0,
 
     ``gt`` enables the localisation columns (``pg{τ}``, ``pg{τ}_diff`` on the ``diff`` subset (B,) bool,
     ``energy``, ``rank``, ``auc``); ``f`` and ``inputs`` the faithfulness columns; complexity is always
-    available.  Constant maps get NaN in the columns that reject them.
+    available.  A constant map (e.g. an ablation method that found nothing to ablate) gets NaN in the
+    columns that reject it (rank, deletion/insertion, MuFidelity), *that image only*: the other images
+    are scored as in a batch without it (each image's metrics and random streams are its own).
     """
     m = _maps(maps)
     b = m.shape[0]
     cols: dict[str, np.ndarray] = {}
-    const = _constant(m).any()
+    const_rows = _constant(m)
+    mq = m  # what rank and faithfulness score: a placeholder ramp for constant maps, blanked afterwards
+    if const_rows.any():
+        mq = m.copy()
+        mq[const_rows] = np.arange(m[0].size, dtype=m.dtype).reshape(m.shape[1:])
     if gt is not None:
         for t in tolerances:
             pg = pointing_game(m, gt, t, mode, classes, n_classes)
@@ -758,14 +764,12 @@ def evaluate_maps(maps, *, gt=None, classes=None, n_classes=None, tolerances=(0,
             if diff is not None:
                 cols[f"pg{t:g}_diff"] = np.where(_np(diff).astype(bool), pg.values, np.nan)
         cols["energy"] = energy_pointing(m, gt).values
-        cols["rank"] = np.full(b, np.nan) if const else rank_accuracy(m, gt, mode).values
+        cols["rank"] = np.where(const_rows, np.nan, rank_accuracy(mq, gt, mode).values)
         cols["auc"] = roc_auc(m, gt, mode).values
     if f is not None and inputs is not None and faithfulness:
-        if const:
-            for k in ("deletion_zero", "insertion_zero", "mufidelity"):
-                cols[k] = np.full(b, np.nan)
-        else:
-            cols.update(faithfulness_summary(f, inputs, m, **faith_kwargs))
+        for k, v in faithfulness_summary(f, inputs, mq, **faith_kwargs).items():
+            v = np.asarray(v, dtype=np.float64)
+            cols[k] = np.where(const_rows, np.nan, v) if v.shape == (b,) else v
     if complexity:
         cols["gini"] = gini_sparseness(m)
         cols["entropy"] = entropy_complexity(m)

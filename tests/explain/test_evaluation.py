@@ -368,6 +368,23 @@ def test_evaluate_maps_columns(p1):
     assert cols["pg4"][0] == 1.0
 
 
+def test_evaluate_maps_constant_map_blanks_only_its_own_image(p1):
+    """A constant map (e.g. sift_ablation with no keypoint) is NaN in the columns that reject it, for
+    its own image only; the other images score exactly as with any other map in its place."""
+    d, _, f = p1
+    x = torch.as_tensor(np.repeat(d.inputs, 3, 0))[:, None]
+    rng = np.random.default_rng(1)
+    m = rng.standard_normal((3, 64, 64)).astype(np.float32)
+    gt = np.repeat(d.gt, 3, 0)
+    ref = evaluate_maps(m, gt=gt, f=f, inputs=x, n_subsets=20)
+    m[1] = 0.0
+    got = evaluate_maps(m, gt=gt, f=f, inputs=x, n_subsets=20)
+    for k in ("rank", "deletion_zero", "insertion_noise", "mufidelity"):
+        assert np.isnan(got[k][1]), k
+        np.testing.assert_array_equal(got[k][[0, 2]], ref[k][[0, 2]])
+    assert np.isfinite(got["auc"]).all() and got["auc"][1] == 0.5 and np.isnan(got["pg4"][1])
+
+
 def test_equivariance_pixel_and_roi_targets_on_c4_blur():
     """An exactly C4-equivariant denoiser (odd box: rot90 about N//2 = the box middle): the pixel
     target moves with the image and every gradient map rotates exactly."""
