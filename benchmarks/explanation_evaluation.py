@@ -254,7 +254,7 @@ def _paired_table(paired) -> str:
     for m, r in paired.items():
         cells = []
         for c in cols:
-            if c not in r:
+            if c not in r or not np.isfinite(r[c]["diff"]):
                 cells.append("—")
                 continue
             v = r[c]

@@ -326,6 +326,8 @@ def main(argv=None):
     asp = "skipped (--no-peers)" if args.no_peers else _check_env(Path(args.aspire_python), "import aspire.denoising", env)
     if asp:
         notes.append(f"ASPIRE CWF not run: {asp}")
+    if args.throughput_only:
+        return throughput_table(args, ours, topaz, asp, work, env, notes)
     window = output_window(64, radius=RADIUS)  # = common_window(64, spiral model): its valid disc
     angles = [90.0] + offgrid_angles(args.n_offgrid)
 
@@ -377,8 +379,6 @@ def main(argv=None):
     if args.json:  # part A on its own first (a long run that fails later keeps it)
         Path(args.json).with_suffix(".partA.json").write_text(json.dumps({"gt": rows_gt}, indent=1, default=float))
     # ---- B: real data, no ground truth
-    if args.throughput_only:
-        return throughput_table(args, ours, topaz, asp, work, env, notes)
     parts, crops, bg, white, px = real_inputs()
     lp_sigma = next(r["sigma"] for r in rows_gt if r["sigma"] is not None and abs(r["snr"] - 0.0625) < 1e-9) \
         if any(abs(r["snr"] - 0.0625) < 1e-9 for r in rows_gt) else 1.5
