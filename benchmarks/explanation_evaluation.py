@@ -148,15 +148,18 @@ def d3a_table(names):
 
 def trained_table(design, names, n_test, n_train, epochs, n_subsets, *, settings=None, sanity=True,
                   equivariance=True, seed=0, save_dir=None, reuse=False,
-                  light_methods=()):
+                  light_methods=(), train_seed=None):
     """D1 or D2 with a classifier trained on the design's own training particles
-    (:func:`cryoxplain.classify.train_classifier`, 20 % stratified validation): the evaluation of every
-    method in ``names`` and the reference maps, plus bootstrap CIs of :data:`CI_COLUMNS`."""
+    (:func:`cryoxplain.classify.train_classifier`, 20 % stratified validation, seed ``train_seed``,
+    default ``seed``): the evaluation of every method in ``names`` and the reference maps, plus
+    bootstrap CIs of :data:`CI_COLUMNS`."""
     from cryoxplain.classify.train import train_classifier
     from cryoxplain.sim.groundtruth import shortcut_pair
 
     t0 = time.perf_counter()
-    out = None if not save_dir else Path(save_dir) / f"{design}_classifier.safetensors"
+    train_seed = seed if train_seed is None else int(train_seed)
+    tag = "classifier" if train_seed == 0 else f"classifier_seed{train_seed}"
+    out = None if not save_dir else Path(save_dir) / f"{design}_{tag}.safetensors"
     reuse = reuse and out is not None and out.exists()
     d = (conformation_pair if design == "d1" else shortcut_pair)(n_test=n_test, n_train=0 if reuse else n_train)
     t_sim = time.perf_counter() - t0
@@ -175,7 +178,7 @@ def trained_table(design, names, n_test, n_train, epochs, n_subsets, *, settings
     else:
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)
-        cls = train_classifier([d.train["A"], d.train["B"]], class_names=["A", "B"], epochs=epochs, seed=seed,
+        cls = train_classifier([d.train["A"], d.train["B"]], class_names=["A", "B"], epochs=epochs, seed=train_seed,
                                augment=aug, out=out, force=True)
     t_train = time.perf_counter() - t0 - t_sim
     params = settings if settings is not None else _params(names)
@@ -196,7 +199,7 @@ def trained_table(design, names, n_test, n_train, epochs, n_subsets, *, settings
     task = ClassifyTask(None, None, None, None)
     xb = np.asarray(d.inputs, np.float32)
     _, acc_b, _ = task.predict(cls.model, xb, np.ones(len(xb), np.int64), "cpu")
-    res["info"]["classifier"] = {"n_train_per_class": n_train, "epochs": epochs, "augment": aug,
+    res["info"]["classifier"] = {"n_train_per_class": n_train, "epochs": epochs, "augment": aug, "train_seed": train_seed,
                                  "val_accuracy": cls.val_accuracy, "train_accuracy": cls.train_accuracy,
                                  "n_val": int(cls.confusion.sum()), "confusion": cls.confusion.tolist(),
                                  "test_accuracy_B": acc_b, "seconds_simulate": t_sim, "seconds_train": t_train,
@@ -326,6 +329,41 @@ def merge_results(paths):
         c0, c1 = base["info"]["classifier"], r["info"]["classifier"]
         c0["seconds_evaluate"] = c0["seconds_evaluate"] + c1["seconds_evaluate"]
     return base
+
+
+#: the columns of the stability table (spec §8 R5: three classifier training seeds)
+STABILITY_COLUMNS = ("pg4", "pg4_diff", "energy", "auc", "mufidelity", "insertion_noise")
+
+
+def stability_section(paths) -> list[str]:
+    """Spec §8 (R5) stability over classifier training seeds: each method's mean per seed (same test
+    particles, same evaluation seed) and the range and standard deviation across seeds."""
+    import pickle
+
+    runs = []
+    for p in paths:
+        with open(p, "rb") as fh:
+            runs.append(pickle.load(fh))
+    seeds = [r["info"]["classifier"].get("train_seed", 0) for r in runs]
+    if len(set(seeds)) != len(seeds):
+        raise SystemExit(f"--stability: the runs must have different training seeds, got {seeds}")
+    names = [m for m in runs[0]["rows"] if all(m in r["rows"] for r in runs)]
+    accs = ", ".join(f"seed {s}: {r['info']['classifier']['val_accuracy']:.3f}" for s, r in zip(seeds, runs))
+    n = runs[0]["info"]["n"]
+    lines = [f"### {runs[0]['info']['design']} stability over classifier training seeds (spec §8, R5)", "",
+             f"The same {n} test particles and evaluation seed; classifiers trained with seeds {seeds} on the same "
+             f"training particles (validation accuracy {accs}). Each cell: the mean per seed, then range "
+             "(max − min) and standard deviation across seeds.", ""]
+    head = ["map"] + [f"{c} (seeds {'/'.join(map(str, seeds))}; range; sd)" for c in STABILITY_COLUMNS]
+    lines += ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for m in names:
+        cells = []
+        for c in STABILITY_COLUMNS:
+            v = np.array([r["rows"][m].get(c, math.nan) for r in runs], float)
+            cells.append("—" if not np.isfinite(v).all() else
+                         f"{' / '.join(f'{x:.3f}' for x in v)}; {np.ptp(v):.3f}; {np.std(v, ddof=1):.3f}")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def _classifier(design, d, tag, n_train, epochs, save_dir, reuse, seed, **arch):
@@ -511,6 +549,12 @@ def main(argv=None):
                     help="D1/D2: only the cascade's last step (every layer re-initialised; same sanity_rho, 2 "
                          "attributions per method instead of one per layer)")
     ap.add_argument("--save-result", default="", help="D1/D2: also pickle the result here (for --merge)")
+    ap.add_argument("--train-seed", type=int, default=None,
+                    help="D1/D2: the classifier's training seed (default 0; the evaluation seed stays 0); saved as "
+                         "<design>_classifier_seed<N>.safetensors")
+    ap.add_argument("--stability", default="",
+                    help="comma-separated --save-result files of one design and method list, one per --train-seed: "
+                         "write the stability block (spec §8 R5) without computing anything")
     ap.add_argument("--merge", default="",
                     help="comma-separated --save-result files of one design over disjoint --methods: write their "
                          "block (and the maps figure) without computing anything")
@@ -535,7 +579,7 @@ def main(argv=None):
     ap.add_argument("--n-train", type=int, default=1000)
     ap.add_argument("--epochs", type=int, default=12)
     a = ap.parse_args(argv)
-    if a.c4 or a.merge:
+    if a.c4 or a.merge or a.stability:
         a.trained_only = True  # the c4 / merged block replaces only itself in --out
     names = methods(a.slow_methods)
     t0 = time.perf_counter()
@@ -570,6 +614,17 @@ def main(argv=None):
                   "", format_table(d3, columns=cols, markdown=True), ""]
     blocks = {}
     designs = [d for d in ("d1", "d2") if getattr(a, d)]
+    if a.stability:
+        paths = [p for p in a.stability.split(",") if p]
+        import pickle
+
+        with open(paths[0], "rb") as fh:
+            dn0 = pickle.load(fh)["info"]["design"].lower()
+        key = f"{dn0}-stability"
+        blocks[key] = "\n".join([MARK.format(key, "begin")] + stability_section(paths) + [
+            f"Generated by `python benchmarks/explanation_evaluation.py {' '.join(argv if argv is not None else sys.argv[1:])}` "
+            "from one `--save-result` run per `--train-seed` (their commands are in each file).", MARK.format(key, "end")])
+        designs = []
     if a.merge:
         r = merge_results([p for p in a.merge.split(",") if p])
         dn = r["info"]["design"].lower()
@@ -618,7 +673,8 @@ def main(argv=None):
                               sanity=False if a.no_sanity else ("final" if a.sanity_final else True),
                               equivariance=not a.no_equivariance,
                               save_dir=a.save_models or None,
-                              reuse=a.reuse_models, light_methods=tuple(a.light.split(",")) if a.light else ())
+                              reuse=a.reuse_models, light_methods=tuple(a.light.split(",")) if a.light else (),
+                              train_seed=a.train_seed)
             blocks[dn] = "\n".join(
                 [MARK.format(dn, "begin")]
                 + trained_section(dn, r, settings)
