@@ -429,6 +429,9 @@ def c4_table(design, names, settings, n_test, n_train, epochs, n_offgrid, *, sav
         runs = [(m, m, settings.get(m, {})) for m in names]
         if "blur_ig" in names:  # the periodic blur border commutes with rot90 about N//2 (plugins/blur_ig.py)
             runs.append(("blur_ig[border=periodic]", "blur_ig", {**settings.get("blur_ig", {}), "border": "periodic"}))
+        if "ablation_path" in names:  # periodic baseline blur and regulariser, window centred on N//2
+            runs.append(("ablation_path[border=periodic]", "ablation_path",
+                         {**settings.get("ablation_path", {}), "border": "periodic"}))
         if "sift_ablation" in names:  # likewise its Gaussian scale space (plugins/sift_ablation)
             runs.append(("sift_ablation[border=periodic]", "sift_ablation",
                          {**settings.get("sift_ablation", {}), "border": "periodic"}))

@@ -25,8 +25,8 @@ from cryoxplain.imaging.filters import gaussian_blur
 BASELINES = ("blur", "noise", "mean", "mean_image", "zero", "file")
 
 
-def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
-    return gaussian_blur(np.asarray(img, dtype=np.float64), sigma, border="reflect").astype(np.float32)
+def _blur(img: np.ndarray, sigma: float, border: str = "reflect") -> np.ndarray:
+    return gaussian_blur(np.asarray(img, dtype=np.float64), sigma, border=border).astype(np.float32)
 
 
 def sigma_grid(sigma_min: float, sigma_max: float, num: int = 16) -> np.ndarray:
@@ -34,7 +34,7 @@ def sigma_grid(sigma_min: float, sigma_max: float, num: int = 16) -> np.ndarray:
 
 
 def minimal_flip_blur(x: np.ndarray, predict, sigma_min: float = 4.0, sigma_max: float = 100.0,
-                      num: int = 16, refine: int = 4) -> tuple[np.ndarray, float, bool]:
+                      num: int = 16, refine: int = 4, border: str = "reflect") -> tuple[np.ndarray, float, bool]:
     """Blurred ``x`` with the smallest σ ∈ [sigma_min, sigma_max] that changes ``predict``'s class.
 
     ``predict(images (N, H, W)) -> (N,)`` class indices.  σ is searched on a geometric grid of
@@ -45,7 +45,7 @@ def minimal_flip_blur(x: np.ndarray, predict, sigma_min: float = 4.0, sigma_max:
     """
     c0 = int(predict(x[None])[0])
     grid = sigma_grid(sigma_min, sigma_max, num)
-    blurred = np.stack([_blur(x, s) for s in grid])
+    blurred = np.stack([_blur(x, s, border) for s in grid])
     cls = np.asarray(predict(blurred))
     flips = np.nonzero(cls != c0)[0]
     if flips.size == 0:
@@ -56,7 +56,7 @@ def minimal_flip_blur(x: np.ndarray, predict, sigma_min: float = 4.0, sigma_max:
     lo, hi, best = grid[k - 1], grid[k], blurred[k]
     for _ in range(refine):
         mid = float(np.sqrt(lo * hi))
-        bm = _blur(x, mid)
+        bm = _blur(x, mid, border)
         if int(predict(bm[None])[0]) != c0:
             hi, best = mid, bm
         else:
@@ -66,13 +66,13 @@ def minimal_flip_blur(x: np.ndarray, predict, sigma_min: float = 4.0, sigma_max:
 
 def make_baselines(kind: str, x: np.ndarray, *, predict=None, sigma: float = 0.0, sigma_min: float = 4.0,
                    sigma_max: float = 100.0, path: str = "", generators: list | None = None,
-                   normalize_file: bool = False):
+                   normalize_file: bool = False, border: str = "reflect"):
     """Baselines for a batch ``x`` ``(B, H, W)``.  Returns ``(x_bl (B,H,W), sigmas (B,), flipped (B,))``.
 
     ``sigma > 0`` fixes the blur σ; ``sigma = 0`` searches the minimal flipping σ with
     ``predict`` (classifiers) and falls back to ``sigma_min`` without one.  ``generators``: one
     per image (``noise``).  ``normalize_file`` normalises the images of ``path`` per image before
-    use (when the inputs are normalised).  Other kinds: :func:`cryoxplain.explain.baselines.make_baseline`.
+    use (when the inputs are normalised).  ``border``: the blur's boundary (``reflect`` or ``periodic``).  Other kinds: :func:`cryoxplain.explain.baselines.make_baseline`.
     """
     B, H, W = x.shape
     sig = np.full(B, np.nan)
@@ -82,11 +82,11 @@ def make_baselines(kind: str, x: np.ndarray, *, predict=None, sigma: float = 0.0
         for b in range(B):
             if sigma > 0 or predict is None:
                 s = sigma if sigma > 0 else sigma_min
-                out[b], sig[b] = _blur(x[b], s), s
+                out[b], sig[b] = _blur(x[b], s, border), s
                 if predict is not None:
                     flipped[b] = int(predict(out[b][None])[0]) != int(predict(x[b][None])[0])
             else:
-                out[b], sig[b], flipped[b] = minimal_flip_blur(x[b], predict, sigma_min, sigma_max)
+                out[b], sig[b], flipped[b] = minimal_flip_blur(x[b], predict, sigma_min, sigma_max, border=border)
         return out, sig, flipped
     if kind not in BASELINES:
         raise ParameterError(f"unknown baseline {kind!r}; choose one of {', '.join(BASELINES)}")

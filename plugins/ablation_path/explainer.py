@@ -95,6 +95,11 @@ class AblationPath(Explainer):
               choices=("auto", "on", "off")),
         Param("internal_batch_size", int, 64, "images per forward/backward pass", min=1),
         Param("seed", int, 0, "seed of the noise baseline (per image: image_seed(seed, index))"),
+        Param("border", str, "reflect", "boundary of the blurred baseline and of the mask regulariser: reflect "
+              "(the thesis's; symmetric about the pixel-edge centre (N−1)/2) or periodic (with the sin window centred on "
+              "N//2; commutes with the "
+              "package's quarter turn about N//2: exact explanation equivariance on the grid of a C4 model; "
+              "needs mask_size ≥ the image size)", choices=("reflect", "periodic")),
     )
     renamed = {"eval_batch": "internal_batch_size"}
 
@@ -119,7 +124,8 @@ class AblationPath(Explainer):
                           blur_sigma=c["blur_sigma"], regularise=c["regularise"], saturation=self.resolved_saturation(),
                           pinch=c["pinch"], step_sup=c["step_sup"], target_saturation=c["target_saturation"],
                           min_iters=c["min_iters"], max_iters=c["max_iters"], monotonise=c["monotonise"],
-                          eval_batch=c["internal_batch_size"])
+                          eval_batch=c["internal_batch_size"],
+                          border="mirror" if c["border"] == "reflect" else "periodic")
 
     # ------------------------------------------------------------------------------------------
     def make_score(self, model, target: Target, inputs: torch.Tensor):
@@ -158,12 +164,16 @@ class AblationPath(Explainer):
         model, target = ctx.model, ctx.target      # target bound by the template ("predicted" fixed)
         score, classes, predict = self.make_score(model, target, inputs)
         B, _, H, W = inputs.shape
+        if self.border == "periodic" and self.mask_size < max(H, W):
+            raise ParameterError(f"ablation_path: border=periodic needs mask_size ≥ the image size ({max(H, W)}), "
+                                 f"got {self.mask_size}: the bilinear mask resize is symmetric about (N−1)/2, not N//2")
         x_np = inputs[:, 0].cpu().numpy().astype(np.float32)
         x_bl_np, bl_sigma, flipped = make_baselines(
             self.baseline, x_np, predict=predict, sigma=self.baseline_sigma, sigma_min=self.baseline_sigma_min,
             sigma_max=self.baseline_sigma_max, path=self.baseline_path, generators=ctx.generators(inputs),
             normalize_file=self.baseline_normalize == "on" or (self.baseline_normalize == "auto"
-                                                               and looks_normalized(x_np)))
+                                                               and looks_normalized(x_np)),
+            border=self.border)
         x_bl = to_tensor(x_bl_np, inputs).unsqueeze(1)
         cfg = self.path_config()
         res = optimise_paths(score, inputs, x_bl, cfg)
@@ -210,7 +220,7 @@ class AblationPath(Explainer):
             theta = reduce_path(reducer, res.phi[b], curve[b], int(k_clt[b]),
                                 None if res.phi_down is None else res.phi_down[b])
             theta = upsample(torch.as_tensor(theta[None], dtype=torch.float64), (H, W))[0].numpy()
-            maps.append(apply_window(theta) if use_window else theta)
+            maps.append(apply_window(theta, "box" if self.border == "periodic" else "pixel-edge") if use_window else theta)
         tg = np.tile(np.concatenate([[0.0], t_grid(n), [1.0]]), (B, 1))
         extras = {
             "path": full.astype(np.float32),                    # (B, T, h_m, w_m), T = n_t + 2

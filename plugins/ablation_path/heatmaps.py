@@ -81,15 +81,18 @@ def reduce_path(kind: str, phi: np.ndarray, scores: np.ndarray | None = None, k_
     raise ValueError(f"unknown reducer {kind!r}")
 
 
-def window(h: int, w: int) -> np.ndarray:
-    """Eq. 2.37: ``sqrt(sin(πx) sin(πy))`` on pixel centres, x, y ∈ (0, 1)."""
-    y = (np.arange(h) + 0.5) / h
-    x = (np.arange(w) + 0.5) / w
-    return np.sqrt(np.outer(np.sin(np.pi * y), np.sin(np.pi * x)))
+def window(h: int, w: int, centre: str = "pixel-edge") -> np.ndarray:
+    """Eq. 2.37: ``sqrt(sin(πx) sin(πy))``.  ``centre="pixel-edge"`` (the thesis's): on pixel centres,
+    x = (i + ½)/N ∈ (0, 1), symmetric about (N−1)/2; ``"box"``: x = i/N, zero on row/column 0 and
+    symmetric about N//2 under the periodic turn i → −i mod N (the package's ``rot90``)."""
+    off = 0.5 if centre == "pixel-edge" else 0.0
+    y = (np.arange(h) + off) / h
+    x = (np.arange(w) + off) / w
+    return np.sqrt(np.abs(np.outer(np.sin(np.pi * y), np.sin(np.pi * x))))
 
 
-def apply_window(theta: np.ndarray) -> np.ndarray:
+def apply_window(theta: np.ndarray, centre: str = "pixel-edge") -> np.ndarray:
     """Window post-processing (Eq. 2.37) followed by normalisation to max |Θ| = 1."""
-    out = theta * window(*theta.shape)
+    out = theta * window(*theta.shape, centre=centre)
     m = np.abs(out).max()
     return out / m if m > 0 else out

@@ -37,6 +37,7 @@ class PathConfig:
     max_iters: int = 100
     monotonise: str = "exact"         # Algorithm 1 ("exact") or cummax/cummin ("fast")
     eval_batch: int = 64              # images per forward/backward pass
+    border: str = "mirror"            # boundary of the regulariser blur: mirror (as always) or periodic
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
@@ -65,12 +66,13 @@ def upsample(phi: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return out.reshape(*lead, *size)
 
 
-def blur2d(a: torch.Tensor, sigma: float) -> torch.Tensor:
+def blur2d(a: torch.Tensor, sigma: float, border: str = "mirror") -> torch.Tensor:
     """Gaussian regularisation of the last two axes (Eq. 2.24): :func:`cryoxplain.imaging.filters.gaussian_blur`
-    with ``border="mirror"`` (torch's ``reflect`` pad, the border this optimiser always used)."""
+    with ``border="mirror"`` (torch's ``reflect`` pad, the border this optimiser always used) or
+    ``"periodic"`` (commutes with the package's quarter turn about N//2)."""
     from cryoxplain.imaging.filters import gaussian_blur
 
-    return a if sigma <= 0 else gaussian_blur(a, sigma, border="mirror")
+    return a if sigma <= 0 else gaussian_blur(a, sigma, border=border)
 
 
 def interpolate_images(x_tg: torch.Tensor, x_bl: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -143,12 +145,12 @@ def _step(phi: torch.Tensor, g: torch.Tensor, cfg: PathConfig, sigma_m: float,
     else:
         g = g - g.mean(dim=(-2, -1), keepdim=True)                 # Alg. 2 line 6
     if cfg.regularise == "update":
-        g = blur2d(g, sigma_m)
+        g = blur2d(g, sigma_m, cfg.border)
         g = g - g.mean(dim=(-2, -1), keepdim=True)
     sup = g.flatten(1).abs().amax(1).clamp_min(1e-30).view(-1, 1, 1, 1)
     phi = phi + (cfg.step_sup / sup) * g                        # ascent (spec errata on line 7)
     if cfg.regularise == "state":
-        phi = blur2d(phi, sigma_m)                              # Eq. 2.24
+        phi = blur2d(phi, sigma_m, cfg.border)                  # Eq. 2.24
     return phi
 
 

@@ -111,7 +111,8 @@ def test_ablation_path_commutes_with_the_pixel_flip_quarter_turn_not_the_package
     its mask blur (mirror border) and its bilinear resize (align_corners=False) are symmetric about
     (N-1)/2, while the package's quarter turn (``geometry.rotate.rot90``) is about N//2; on an even
     box the two differ by a one-pixel shift.  Symmetrised with torch.rot90 (about (N-1)/2) the same
-    model and explainer are exact; with the package's turn they are not."""
+    model and explainer are exact; with the package's turn they are not, unless ``border=periodic``
+    (periodic baseline blur and regulariser; the mask grid is the image's, so no resize)."""
     torch.manual_seed(0)
     base = build_model("classifier", n_classes=2, width=4, depth=2, image_shape=[32, 32]).eval()
 
@@ -133,11 +134,18 @@ def test_ablation_path_commutes_with_the_pixel_flip_quarter_turn_not_the_package
 
     x = _x()
     errs = {}
-    for name, turn in (("flip", flip_turn), ("package", pkg_turn)):
-        net, ex = Sym(turn).eval(), create_explainer("ablation_path", max_iters=4, n_t=6)
+    for name, turn, border in (("flip", flip_turn, "reflect"), ("package", pkg_turn, "reflect"),
+                               ("package periodic", pkg_turn, "periodic")):
+        net, ex = Sym(turn).eval(), create_explainer("ablation_path", max_iters=4, n_t=6, border=border)
         a = ex.attribute(net, x, ClassLogit(1)).maps
         b = ex.attribute(net, turn(x, 1), ClassLogit(1)).maps
         ra = turn(torch.as_tensor(a)[:, None], 1)[:, 0].numpy()
         errs[name] = float(np.linalg.norm(b - ra) / np.linalg.norm(ra))
     assert errs["flip"] < TOL, errs
     assert errs["package"] > 1e-3, errs
+    assert errs["package periodic"] < TOL, errs
+    from cryoxplain.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="mask_size"):
+        create_explainer("ablation_path", border="periodic", mask_size=16).attribute(Sym(pkg_turn).eval(), x,
+                                                                                    ClassLogit(1))
