@@ -110,6 +110,9 @@ def main(argv=None):
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", default=None, help="npz file to keep/reuse the simulated set")
+    ap.add_argument("--device", default="cpu",
+                    help="cpu (default; the shipped files were made on the CPU) or cuda / auto for a longer run on a GPU; "
+                         "recorded in the command, since bit-exact reproduction holds per device and torch build")
     ap.add_argument("-o", "--output", default=None)
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--verify", action="store_true", help="retrain the shipped file by its recorded command and "
@@ -134,11 +137,12 @@ def main(argv=None):
                      "held_out_structure": HELD_OUT, "n_images": int(len(noisy))},
             "pixel_size_A": 5.0, "script": "scripts/train_default_model.py",
             "command": f"scripts/train_default_model.py --arch {args.arch} --n-clean {args.n_clean} "
-                       f"--noise-draws {args.noise_draws} --epochs {epochs} --lr {args.lr} --seed {args.seed}"}
+                       f"--noise-draws {args.noise_draws} --epochs {epochs} --lr {args.lr} --seed {args.seed}"
+                       + ("" if args.device == "cpu" else f" --device {args.device}")}
     res = train_denoiser(noisy, clean, arch=args.arch, arch_config=dict(spec["config"]), epochs=epochs, seed=args.seed,
                          out=str(out), val_fraction=0.1, batch_size=spec["batch_size"], lr=args.lr, augment="d4",
                          crop=spec["crop"], lr_schedule="cosine", checkpoint_every=1, force=args.force, progress=False,
-                         metadata=meta, device="cpu")
+                         metadata=meta, device=args.device)
     h = res.history
     for i in range(len(h["epoch"])):
         print(f"epoch {int(h['epoch'][i]):3d}  train {h['train_loss'][i]:.4f}  val {h['val_loss'][i]:.4f}  "
