@@ -5,9 +5,16 @@
     # the D1/D2 tables in docs/ (CPU; each 25–30 min incl. simulation and training on 2 loaded cores):
     python benchmarks/explanation_evaluation.py --trained-only --d2 --cheap --n-test 24 --n-train 300 --epochs 8 --n-subsets 50
     python benchmarks/explanation_evaluation.py --trained-only --d1 --cheap --n-test 12 --n-train 500 --epochs 24 --n-subsets 30
-    # D1 at the spec's training size, every explainer (cheap), no E_expl/sanity (cost; n_test sized to the time box):
-    python benchmarks/explanation_evaluation.py --trained-only --d1 --cheap --n-test 30 --n-train 1000 --epochs 12 \
-        --n-subsets 30 --no-sanity --no-equivariance --save-models models/
+    # D1 at the spec's full size (1000 per class, 300 test particles) with E_expl and sanity, as two processes over
+    # disjoint method lists (≈ 35 min on 2 cores), then one merge (a later file's method rows replace an earlier one's):
+    python benchmarks/explanation_evaluation.py --trained-only --d1 --cheap --n-test 300 --n-train 1000 --epochs 12 \
+        --n-subsets 100 --sanity-final --save-models models/ --reuse-models \
+        --methods spectral_lens,smoothgrad,integrated_gradients --save-result d1_A.pkl
+    python benchmarks/explanation_evaluation.py ... --methods gradient,lowpass_gradient,spectral_ig,blur_ig,ablation_path,sift_ablation \
+        --save-result d1_B.pkl
+    python benchmarks/explanation_evaluation.py --merge d1_A.pkl,d1_B.pkl
+    # stability over classifier training seeds (spec §8 R5): one --save-result run per --train-seed, then
+    python benchmarks/explanation_evaluation.py --stability d1_seed0.pkl,d1_seed1.pkl,d1_seed2.pkl
     # E_expl on a C4-invariant classifier (classifier symmetry=c4) beside the ordinary one (D2):
     python benchmarks/explanation_evaluation.py --c4 --c4-design d2 --c4-n-test 3 --c4-n-train 300 --c4-epochs 40 \
         --n-offgrid 4 --cheap --save-models models/ --reuse-models
