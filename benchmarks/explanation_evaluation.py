@@ -373,6 +373,61 @@ def stability_section(paths) -> list[str]:
     return lines + [""]
 
 
+#: spec §8 (R5) stability of the explanations themselves on D1: explanation seeds of the stochastic
+#: explainers and each one's main hyper-parameter over its range — (label, plugin, params, n particles)
+SWEEP = (
+    [(f"smoothgrad seed {k}", "smoothgrad", {"n_samples": 16, "seed": k}, 300) for k in (0, 1, 2)]
+    + [(f"smoothgrad noise_level {v}", "smoothgrad", {"n_samples": 16, "noise_level": v}, 300) for v in (0.05, 0.3)]
+    + [(f"integrated_gradients steps {v}", "integrated_gradients", {"steps": v}, 300) for v in (8, 50)]
+    + [(f"blur_ig max_sigma {v}", "blur_ig", {"steps": 16, "max_sigma": v}, 300) for v in (8.0, 32.0)]
+    + [(f"spectral_lens seed {k} (cheap)", "spectral_lens", {"n_samples": 32, "levels": 6, "seed": k}, 300)
+       for k in (1, 2)]
+    + [("spectral_lens defaults (256 samples × 11 levels)", "spectral_lens", {}, 60)]
+)
+SWEEP_COLUMNS = ("pg4", "pg4_diff", "energy", "auc", "mufidelity")
+
+
+def sweep_table(design, entries, save_dir, seed=0):
+    """Evaluate each ``(label, plugin, params, n)`` of ``entries`` on the first n test particles of
+    ``design`` with the saved classifier (no E_expl/sanity): ``{label: {column: mean, column_ci: (lo, hi),
+    "seconds_per_image": …}}``."""
+    from cryoxplain.explain.evaluation import bootstrap_ci
+    from cryoxplain.models.registry import load_model
+    from cryoxplain.sim.groundtruth import shortcut_pair
+
+    path = Path(save_dir) / f"{design}_classifier.safetensors"
+    if not path.exists():
+        raise SystemExit(f"--sweep needs the classifier of a previous run: {path} (use --save-models there)")
+    net, _ = load_model(path)
+    n_max = max(e[3] for e in entries)
+    d = (conformation_pair if design == "d1" else shortcut_pair)(n_test=n_max, n_train=0)
+    rows = {}
+    for label, plugin, prm, n in entries:
+        t0 = time.perf_counter()
+        r = evaluate_explanations(net, d, [plugin], params={plugin: prm}, n_images=n, n_subsets=100, device="cpu",
+                                  equivariance=False, sanity=False, references=False, seed=seed)
+        per = r["per_image"][plugin]
+        rows[label] = {**{c: r["rows"][plugin][c] for c in SWEEP_COLUMNS},
+                       **{f"{c}_ci": bootstrap_ci(per[c], seed=seed) for c in ("pg4", "pg4_diff")},
+                       "n": n, "seconds_per_image": r["rows"][plugin]["seconds_per_image"]}
+        print(f"  {label}: pg4_diff {rows[label]['pg4_diff']:.3f} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    return rows
+
+
+def sweep_section(design, rows) -> list[str]:
+    lines = [f"### {design.upper()} stability of the explanations: explanation seeds and main hyper-parameters (spec §8, R5)",
+             "", "The full-size D1 classifier (seed 0); the first n test particles; `pg4`, `pg4_diff` with bootstrap 95 % "
+             "intervals. The settings of the main table are `smoothgrad seed 0`, `integrated_gradients steps 16`, "
+             "`blur_ig max_sigma 0` (= 16 px) and `spectral_lens` cheap seed 0 (rows of the D1 table).", "",
+             "| setting | n | pg4 | pg4_diff | energy | auc | mufidelity | seconds_per_image |",
+             "|---|---|---|---|---|---|---|---|"]
+    for label, r in rows.items():
+        lines.append(f"| {label} | {r['n']} | {r['pg4']:.3f} [{r['pg4_ci'][0]:.3f}, {r['pg4_ci'][1]:.3f}] | "
+                     f"{r['pg4_diff']:.3f} [{r['pg4_diff_ci'][0]:.3f}, {r['pg4_diff_ci'][1]:.3f}] | {r['energy']:.3f} | "
+                     f"{r['auc']:.3f} | {r['mufidelity']:.3f} | {r['seconds_per_image']:.3f} |")
+    return lines + [""]
+
+
 def _classifier(design, d, tag, n_train, epochs, save_dir, reuse, seed, **arch):
     """Train (or, with ``reuse``, load) the ``design`` classifier ``tag`` on ``d.train``; returns
     ``(model, info)`` with the validation numbers."""
@@ -562,6 +617,10 @@ def main(argv=None):
     ap.add_argument("--train-seed", type=int, default=None,
                     help="D1/D2: the classifier's training seed (default 0; the evaluation seed stays 0); saved as "
                          "<design>_classifier_seed<N>.safetensors")
+    ap.add_argument("--sweep", default="", help="D1: evaluate the SWEEP settings with the saved classifier "
+                    "(--save-models DIR); 'all' or a comma-separated list of SWEEP indices (to split over processes); "
+                    "with --save-result, pickle the rows; --merge-sweep FILES writes the block")
+    ap.add_argument("--merge-sweep", default="", help="comma-separated --sweep --save-result files: write the sweep block")
     ap.add_argument("--stability", default="",
                     help="comma-separated --save-result files of one design and method list, one per --train-seed: "
                          "write the stability block (spec §8 R5) without computing anything")
@@ -589,7 +648,7 @@ def main(argv=None):
     ap.add_argument("--n-train", type=int, default=1000)
     ap.add_argument("--epochs", type=int, default=12)
     a = ap.parse_args(argv)
-    if a.c4 or a.merge or a.stability:
+    if a.c4 or a.merge or a.stability or a.sweep or a.merge_sweep:
         a.trained_only = True  # the c4 / merged block replaces only itself in --out
     names = methods(a.slow_methods)
     t0 = time.perf_counter()
@@ -624,6 +683,31 @@ def main(argv=None):
                   "", format_table(d3, columns=cols, markdown=True), ""]
     blocks = {}
     designs = [d for d in ("d1", "d2") if getattr(a, d)]
+    if a.sweep:
+        idx = range(len(SWEEP)) if a.sweep == "all" else [int(v) for v in a.sweep.split(",")]
+        rows = sweep_table("d1", [SWEEP[i] for i in idx], a.save_models or "models")
+        if a.save_result:
+            import pickle
+
+            with open(a.save_result, "wb") as fh:
+                pickle.dump({"rows": rows, "order": list(idx)}, fh)
+        a.merge_sweep = a.merge_sweep or ("" if a.save_result else "-")
+        sweep_rows = rows
+    if a.merge_sweep:
+        import pickle
+
+        if a.merge_sweep != "-":
+            parts = []
+            for p in a.merge_sweep.split(","):
+                with open(p, "rb") as fh:
+                    parts.append(pickle.load(fh))
+            order = {SWEEP[i][0]: i for i in range(len(SWEEP))}
+            sweep_rows = dict(sorted({k: v for q in parts for k, v in q["rows"].items()}.items(),
+                                     key=lambda kv: order.get(kv[0], 99)))
+        blocks["d1-sweep"] = "\n".join([MARK.format("d1-sweep", "begin")] + sweep_section("d1", sweep_rows) + [
+            f"Generated by `python benchmarks/explanation_evaluation.py {' '.join(argv if argv is not None else sys.argv[1:])}` "
+            "(CPU; `--sweep` runs, one per process, merged by `--merge-sweep`).", MARK.format("d1-sweep", "end")])
+        designs = []
     if a.stability:
         paths = [p for p in a.stability.split(",") if p]
         import pickle
