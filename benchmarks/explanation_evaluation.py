@@ -232,11 +232,11 @@ def paired_rows(per_image, seed=0, n_resamples=1000):
     """Spec §8's paired comparison of every method with the best model-free reference map on each column of
     :data:`PAIRED` (best = the highest mean, or lowest for Deletion, among :data:`MODEL_FREE`): the mean
     per-particle difference method − reference (sign flipped for Deletion, so > 0 is better), its
-    percentile-bootstrap 95 % interval (the same resampled particles for both) and whether it excludes 0."""
-    rng = np.random.default_rng(seed)
+    percentile-bootstrap 95 % interval (:func:`~cryoxplain.explain.evaluation.bootstrap_ci` of the
+    difference: both members of a pair are resampled together) and whether it excludes 0."""
+    from cryoxplain.explain.evaluation import bootstrap_ci
+
     out = {}
-    n = len(next(iter(next(iter(per_image.values())).values())))
-    idx = rng.integers(0, n, size=(n_resamples, n))
     for col, higher in PAIRED.items():
         refs = [r for r in MODEL_FREE if r in per_image and col in per_image[r]
                 and np.isfinite(per_image[r][col]).any()]
@@ -248,11 +248,8 @@ def paired_rows(per_image, seed=0, n_resamples=1000):
             if m.startswith("ref:") or col not in cols:
                 continue
             dv = sign * (np.asarray(cols[col], np.float64) - np.asarray(per_image[best][col], np.float64))
-            if not np.isfinite(dv).all():
-                dv = np.where(np.isfinite(dv), dv, np.nan)
-            means = np.nanmean(dv[idx], 1)
-            lo, hi = np.nanquantile(means, 0.025), np.nanquantile(means, 0.975)
-            out.setdefault(m, {})[col] = {"ref": best, "diff": float(np.nanmean(dv)), "ci": (float(lo), float(hi)),
+            lo, hi = bootstrap_ci(dv, n_resamples=n_resamples, seed=seed)
+            out.setdefault(m, {})[col] = {"ref": best, "diff": float(np.nanmean(dv)), "ci": (lo, hi),
                                           "better": bool(lo > 0), "worse": bool(hi < 0)}
     return out
 
@@ -274,8 +271,8 @@ def _paired_table(paired) -> str:
     return "\n".join(lines)
 
 
-def maps_figure(design, maps, path, n=4):
-    """The first ``n`` test particles (noisy input, ground-truth contour) and each method's map."""
+def maps_figure(name, inputs, gt, maps, path, n=4):
+    """The first ``n`` test particles ``inputs`` (noisy, ground truth ``gt`` outlined) and each method's map."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -284,19 +281,19 @@ def maps_figure(design, maps, path, n=4):
     names = [k for k in maps if not k.startswith("ref:")] + [k for k in ("ref:sobel", "ref:oracle") if k in maps]
     fig, axes = plt.subplots(n, len(names) + 1, figsize=(1.5 * (len(names) + 1), 1.55 * n), squeeze=False)
     for i in range(n):
-        axes[i, 0].imshow(design.inputs[i], cmap="gray")
-        axes[i, 0].contour(design.gt[i].astype(float), levels=[0.5], colors="lime", linewidths=0.6)
+        axes[i, 0].imshow(inputs[i], cmap="gray")
+        axes[i, 0].contour(gt[i].astype(float), levels=[0.5], colors="lime", linewidths=0.6)
         for j, k in enumerate(names, 1):
             a = np.asarray(maps[k][i], np.float64)
             v = np.abs(a).max() or 1.0
             axes[i, j].imshow(a, cmap="RdBu_r", vmin=-v, vmax=v)
-            axes[i, j].contour(design.gt[i].astype(float), levels=[0.5], colors="k", linewidths=0.5)
+            axes[i, j].contour(gt[i].astype(float), levels=[0.5], colors="k", linewidths=0.5)
     for j, k in enumerate(["input + GT"] + names):
         axes[0, j].set_title(k.replace("ref:", "ref: ").replace("_", " "), fontsize=6)
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(f"{design.name}: signed maps (red +, blue −), ground truth outlined", fontsize=8)
+    fig.suptitle(f"{name}: signed maps (red +, blue −), ground truth outlined", fontsize=8)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -314,16 +311,23 @@ def save_result(res, path, n_maps=4):
         pickle.dump(keep, fh)
 
 
-def merge_results(paths):
-    """One result from runs of the same design and particles over disjoint method lists (each run's
-    reference rows are identical; the first run's are kept)."""
+def load_results(paths) -> list:
+    """The pickles of ``paths`` (:func:`save_result`, ``--sweep --save-result``), in order."""
     import pickle
 
-    parts = []
+    out = []
     for p in paths:
         with open(p, "rb") as fh:
-            parts.append(pickle.load(fh))
+            out.append(pickle.load(fh))
+    return out
+
+
+def merge_results(parts):
+    """One result from runs (:func:`load_results`) of the same design and particles over disjoint method
+    lists (each run's reference rows are identical; the first run's are kept; a later run's method rows
+    replace an earlier one's); ``info["runs"]`` lists every run's command."""
     base = parts[0]
+    base["info"]["runs"] = list(base["info"].get("runs", []))
     for r in parts[1:]:
         if r["info"]["n"] != base["info"]["n"] or r["info"]["design"] != base["info"]["design"]:
             raise SystemExit(f"cannot merge: {r['info']['design']} n={r['info']['n']} vs "
@@ -335,6 +339,7 @@ def merge_results(paths):
             base[key] = {**meth, **mine, **refs}
         c0, c1 = base["info"]["classifier"], r["info"]["classifier"]
         c0["seconds_evaluate"] = c0["seconds_evaluate"] + c1["seconds_evaluate"]
+        base["info"]["runs"] += r["info"].get("runs", [])
     return base
 
 
@@ -342,15 +347,10 @@ def merge_results(paths):
 STABILITY_COLUMNS = ("pg4", "pg4_diff", "energy", "auc", "mufidelity", "insertion_noise")
 
 
-def stability_section(paths) -> list[str]:
+def stability_section(runs) -> list[str]:
     """Spec §8 (R5) stability over classifier training seeds: each method's mean per seed (same test
-    particles, same evaluation seed) and the range and standard deviation across seeds."""
-    import pickle
-
-    runs = []
-    for p in paths:
-        with open(p, "rb") as fh:
-            runs.append(pickle.load(fh))
+    particles, same evaluation seed; ``runs`` from :func:`load_results`, one per seed) and the range and
+    standard deviation across seeds."""
     seeds = [r["info"]["classifier"].get("train_seed", 0) for r in runs]
     if len(set(seeds)) != len(seeds):
         raise SystemExit(f"--stability: the runs must have different training seeds, got {seeds}")
@@ -683,72 +683,59 @@ def main(argv=None):
                   "", format_table(d3, columns=cols, markdown=True), ""]
     blocks = {}
     designs = [d for d in ("d1", "d2") if getattr(a, d)]
+    given = " ".join(argv if argv is not None else sys.argv[1:])
+
+    def _paths(v):
+        return [p for p in v.split(",") if p]
+
+    sweep_rows = None
     if a.sweep:
         idx = range(len(SWEEP)) if a.sweep == "all" else [int(v) for v in a.sweep.split(",")]
-        rows = sweep_table("d1", [SWEEP[i] for i in idx], a.save_models or "models")
-        if a.save_result:
+        sweep_rows = sweep_table("d1", [SWEEP[i] for i in idx], a.save_models or "models")
+        if a.save_result:  # one part of a split sweep: its block is written by --merge-sweep
             import pickle
 
             with open(a.save_result, "wb") as fh:
-                pickle.dump({"rows": rows, "order": list(idx)}, fh)
-        a.merge_sweep = a.merge_sweep or ("" if a.save_result else "-")
-        sweep_rows = rows
-    if a.merge_sweep:
-        import pickle
-
-        if a.merge_sweep != "-":
-            parts = []
-            for p in a.merge_sweep.split(","):
-                with open(p, "rb") as fh:
-                    parts.append(pickle.load(fh))
-            order = {SWEEP[i][0]: i for i in range(len(SWEEP))}
-            sweep_rows = dict(sorted({k: v for q in parts for k, v in q["rows"].items()}.items(),
-                                     key=lambda kv: order.get(kv[0], 99)))
-        blocks["d1-sweep"] = "\n".join([MARK.format("d1-sweep", "begin")] + sweep_section("d1", sweep_rows) + [
-            f"Generated by `python benchmarks/explanation_evaluation.py {' '.join(argv if argv is not None else sys.argv[1:])}` "
-            "(CPU; `--sweep` runs, one per process, merged by `--merge-sweep`).", MARK.format("d1-sweep", "end")])
+                pickle.dump({"rows": sweep_rows, "order": list(idx)}, fh)
+            sweep_rows = None
         designs = []
+    if a.merge_sweep:
+        order = {SWEEP[i][0]: i for i in range(len(SWEEP))}
+        merged = {k: v for q in load_results(_paths(a.merge_sweep)) for k, v in q["rows"].items()}
+        sweep_rows = dict(sorted(merged.items(), key=lambda kv: order.get(kv[0], 99)))
+    if sweep_rows is not None:
+        blocks["d1-sweep"] = "\n".join([MARK.format("d1-sweep", "begin")] + sweep_section("d1", sweep_rows) + [
+            f"Generated by `python benchmarks/explanation_evaluation.py {given}` "
+            "(CPU; `--sweep` runs, one per process, merged by `--merge-sweep`).", MARK.format("d1-sweep", "end")])
     if a.stability:
-        paths = [p for p in a.stability.split(",") if p]
-        import pickle
-
-        with open(paths[0], "rb") as fh:
-            dn0 = pickle.load(fh)["info"]["design"].lower()
-        key = f"{dn0}-stability"
-        blocks[key] = "\n".join([MARK.format(key, "begin")] + stability_section(paths) + [
-            f"Generated by `python benchmarks/explanation_evaluation.py {' '.join(argv if argv is not None else sys.argv[1:])}` "
+        runs = load_results(_paths(a.stability))
+        key = f"{runs[0]['info']['design'].lower()}-stability"
+        blocks[key] = "\n".join([MARK.format(key, "begin")] + stability_section(runs) + [
+            f"Generated by `python benchmarks/explanation_evaluation.py {given}` "
             "from one `--save-result` run per `--train-seed` (their commands are in each file).", MARK.format(key, "end")])
         designs = []
     if a.merge:
-        r = merge_results([p for p in a.merge.split(",") if p])
+        r = merge_results(load_results(_paths(a.merge)))
         dn = r["info"]["design"].lower()
-        runs = r["info"].get("runs", [])
-        for extra in a.merge.split(",")[1:]:
-            import pickle
-
-            with open(extra, "rb") as fh:
-                runs = runs + pickle.load(fh)["info"].get("runs", [])
+        runs = r["info"]["runs"]
         settings = {}
         for run in runs:
             settings.update(run["settings"])
         fig = Path(a.out).parent / "figures" / "explanation-evaluation" / f"{dn}_maps.png"
-        from cryoxplain.sim.groundtruth import GTDesign
-
-        g = GTDesign(r["info"]["design"], np.asarray(r["maps_inputs"]), np.asarray(r["maps_gt"]), np.ones(len(r["maps_gt"])))
-        maps_figure(g, r["maps"], fig, n=min(4, len(g.inputs)))
+        maps_figure(r["info"]["design"], r["maps_inputs"], r["maps_gt"], r["maps"], fig, n=min(4, len(r["maps_gt"])))
         gen = "; ".join(f"`OMP_NUM_THREADS=1 {run['command']}` ({run['wall_s']:.0f} s)" for run in runs)
         blocks[dn] = "\n".join(
             [MARK.format(dn, "begin")] + trained_section(dn, r, settings)
             + [f"![{dn.upper()}: maps of the first test particles](figures/explanation-evaluation/{fig.name})", "",
                f"Generated by {len(runs)} processes on CPU, {gen}, merged by `python benchmarks/explanation_evaluation.py "
-               f"{' '.join(argv if argv is not None else sys.argv[1:])}`. Explainer settings: {settings}; faithfulness on "
+               f"{given}`. Explainer settings: {settings}; faithfulness on "
                f"the class probability, zero and noise baselines, MuFidelity with {r['info']['n_subsets']} subsets; "
                + runs[0]["note"], MARK.format(dn, "end")])
         designs = []
     if a.c4:
         tnames = [m.strip() for m in a.methods.split(",") if m.strip()] or [p.name for p in list_plugins()]
         settings = _params(tnames, table=CHEAP)
-        cmd = "python benchmarks/explanation_evaluation.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        cmd = "python benchmarks/explanation_evaluation.py " + given
         print(f"C4 ({a.c4_design.upper()}) …", flush=True)
         t1 = time.perf_counter()
         r = c4_table(a.c4_design, tnames, settings, a.c4_n_test, a.c4_n_train, a.c4_epochs, a.n_offgrid,
@@ -759,7 +746,7 @@ def main(argv=None):
         tnames = ([m.strip() for m in a.methods.split(",") if m.strip()] if a.methods else
                   [p.name for p in list_plugins()] if a.cheap else names)
         settings = _params(tnames, table=CHEAP if a.cheap else FAST)
-        cmd = "python benchmarks/explanation_evaluation.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        cmd = "python benchmarks/explanation_evaluation.py " + given
         for dn in designs:
             print(f"{dn.upper()} …", flush=True)
             t1 = time.perf_counter()
