@@ -138,6 +138,18 @@ class External:
         return np.asarray(y, np.float32).reshape(np.shape(x))
 
 
+def _is_cwf(fn) -> bool:
+    """ASPIRE CWF: the one tool that takes each particle's CTF."""
+    return isinstance(fn, External) and fn.name.startswith("ASPIRE")
+
+
+def _as_process(fn, src, ctf_path, work, env) -> dict:
+    """Denoise the stack ``src`` with ``fn`` (ours or an External) as its own process (part C);
+    the watcher's ``wall_s`` and ``peak_rss_kb``."""
+    out = work / "thr_out.mrcs"
+    return watch(fn.cli(src, out, ctf_path) if _is_cwf(fn) else fn.cli(src, out), env)
+
+
 class LowPass:
     def __init__(self, sigma):
         self.sigma = float(sigma)
@@ -346,7 +358,7 @@ def main(argv=None):
         methods += ([cwf] if cwf else []) + [LowPass(best)]
         for fn in methods:
             t = time.perf_counter()
-            est = _call(fn, noisy, ctf=ctf if isinstance(fn, External) and fn.name.startswith("ASPIRE") else None,
+            est = _call(fn, noisy, ctf=ctf if _is_cwf(fn) else None,
                         pixel_size=5.0)
             rows_gt.append({"method": fn.name if not isinstance(fn, LowPass) else "Gaussian low-pass (oracle σ)",
                             "sigma": getattr(fn, "sigma", None), "snr": snr,
@@ -371,9 +383,7 @@ def main(argv=None):
                     fn(noisy)
                     throughput[fn.name.split(" (")[0]] = len(noisy) / (time.perf_counter() - t)
                     continue
-                cmd = fn.cli(src, work / "thr_out.mrcs", work / "thr_ctf.npz") if isinstance(fn, External) and \
-                    fn.name.startswith("ASPIRE") else fn.cli(src, work / "thr_out.mrcs")
-                w = watch(cmd, env)
+                w = _as_process(fn, src, work / "thr_ctf.npz", work, env)
                 throughput[fn.name] = len(noisy) / w["wall_s"]
 
     if args.json:  # part A on its own first (a long run that fails later keeps it)
@@ -395,7 +405,7 @@ def main(argv=None):
         methods.append(LowPass(lp_sigma))
     rows_real, shown = [], {}
     for fn in methods:
-        is_cwf = isinstance(fn, External) and fn.name.startswith("ASPIRE")
+        is_cwf = _is_cwf(fn)
         for tag, imgs, c in (("particles", parts, real_ctf), ("micrograph crops", crops, crop_ctf)):
             t = time.perf_counter()
             res, y = no_gt_metrics(fn, imgs, white[: len(imgs)], bg[: len(imgs)] if len(bg) >= len(imgs) else bg,
@@ -484,9 +494,7 @@ def throughput_table(args, ours, topaz, asp, work, env, notes):
              for k, v in ctf.items()}
         np.savez(work / f"thr_{n}_ctf.npz", **c)
         for fn in tools:
-            cmd = fn.cli(src, work / "thr_out.mrcs", work / f"thr_{n}_ctf.npz") if isinstance(fn, External) and \
-                fn.name.startswith("ASPIRE") else fn.cli(src, work / "thr_out.mrcs")
-            w = watch(cmd, env)
+            w = _as_process(fn, src, work / f"thr_{n}_ctf.npz", work, env)
             rate[(fn.name, n)] = n / w["wall_s"]
             print(f"# C {fn.name} {n} particles: {w['wall_s']:.1f} s, {n / w['wall_s']:.1f} particles/s, "
                   f"peak RSS {w.get('peak_rss_kb', 0) / 1024:.0f} MiB", file=sys.stderr, flush=True)

@@ -27,7 +27,6 @@ stack_header_option = click.option(
     help="Read an MRC file as a particle stack whatever its header says (.mrc with ispg=1).")
 
 
-
 def stack_model_options(f):
     """The options of a command that runs a model over particles of a stack (``evaluate
     equivariance``, ``evaluate real``): ``--stack``, ``--project-dir``, ``--seed``, ``--device``,
@@ -35,6 +34,7 @@ def stack_model_options(f):
     for opt in (force_option, batch_size_option, device_option, seed_option, project_dir_option, stack_header_option):
         f = opt(f)
     return f
+
 
 def pixel_size_callback(ctx, param, value):
     """Every ``--pixel-size``: the library's one validator (finite, > 0; one-line error, exit 2)."""
